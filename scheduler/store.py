@@ -1,0 +1,306 @@
+"""Schedule definitions as plain rows, and the audit trail of changes to them.
+
+Every change bumps ``meta.schedules_revision`` in the same transaction, so a
+scheduler process notices changes made by another process (the CLI, a second
+instance) by polling one integer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from pipelines.db import redact_url
+
+from .errors import JobExistsError, JobLookupError, StoreError
+from .models import Owner, Policies, ScheduleDef
+from .tables import audit, meta, schedules
+
+logger = logging.getLogger(__name__)
+REVISION_KEY = "schedules_revision"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What reconciling the store with a desired set of schedules changed."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.changed)} changed, "
+            f"{len(self.removed)} removed, {len(self.unchanged)} unchanged"
+        )
+
+
+def _to_row(schedule: ScheduleDef, now: datetime) -> dict[str, Any]:
+    p = schedule.policies
+    return {
+        "name": schedule.name,
+        "pipeline": schedule.pipeline,
+        "kind": schedule.kind,
+        "fields": json.dumps(schedule.fields, sort_keys=True, default=str),
+        "timezone": schedule.timezone,
+        "enabled": schedule.enabled,
+        "overlap": p.overlap,
+        "catchup": p.catchup,
+        "coalesce": p.coalesce,
+        "misfire_grace_time": p.misfire_grace_time,
+        "jitter": p.jitter,
+        "timeout": p.timeout,
+        "max_instances": p.max_instances,
+        "owner": schedule.owner,
+        "created_by": schedule.created_by,
+        "created_at": schedule.created_at or now,
+        "updated_at": now,
+        "definition_hash": schedule.definition_hash(),
+    }
+
+
+def _from_row(row: Any) -> ScheduleDef:
+    policies = Policies(
+        overlap=row.overlap,
+        catchup=row.catchup,
+        coalesce=row.coalesce,
+        misfire_grace_time=row.misfire_grace_time,
+        jitter=row.jitter,
+        timeout=row.timeout,
+        max_instances=row.max_instances,
+    )
+    return ScheduleDef(
+        name=row.name,
+        pipeline=row.pipeline,
+        kind=row.kind,
+        fields=json.loads(row.fields),
+        timezone=row.timezone,
+        policies=policies,
+        owner=row.owner,
+        enabled=row.enabled,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class ScheduleStore:
+    """CRUD over the ``schedules`` table; every method is one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _run(self, action: str, work: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.begin() as conn:
+                return work(conn)
+        except (JobExistsError, JobLookupError):
+            raise
+        except SQLAlchemyError as exc:
+            where = redact_url(self.engine.url.render_as_string(hide_password=False))
+            raise StoreError(f"cannot {action} ({where}): {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _bump(conn: Connection) -> None:
+        changed = conn.execute(
+            update(meta).where(meta.c.key == REVISION_KEY).values(value=meta.c.value + 1)
+        ).rowcount
+        if not changed:
+            conn.execute(insert(meta).values(key=REVISION_KEY, value=1))
+
+    def revision(self) -> int:
+        def work(conn: Connection) -> int:
+            value = conn.scalar(select(meta.c.value).where(meta.c.key == REVISION_KEY))
+            return int(value or 0)
+
+        return self._run("read the schedule revision", work)
+
+    def all(self) -> list[ScheduleDef]:
+        def work(conn: Connection) -> list[ScheduleDef]:
+            return [
+                _from_row(r) for r in conn.execute(select(schedules).order_by(schedules.c.name))
+            ]
+
+        return self._run("read schedules", work)
+
+    def get(self, name: str) -> ScheduleDef | None:
+        def work(conn: Connection) -> ScheduleDef | None:
+            row = conn.execute(select(schedules).where(schedules.c.name == name)).first()
+            return None if row is None else _from_row(row)
+
+        return self._run(f"read schedule {name!r}", work)
+
+    def add_many(self, items: Sequence[ScheduleDef]) -> None:
+        """Insert new schedules in one transaction; none is added if one name exists."""
+        if not items:
+            return
+        now = datetime.now(UTC)
+
+        def work(conn: Connection) -> None:
+            try:
+                conn.execute(insert(schedules), [_to_row(s, now) for s in items])
+            except IntegrityError:
+                names = [s.name for s in items]
+                existing = conn.scalars(
+                    select(schedules.c.name).where(schedules.c.name.in_(names))
+                ).first()
+                raise JobExistsError(existing or names[0]) from None
+            self._bump(conn)
+
+        self._run("add schedules", work)
+
+    def add(self, schedule: ScheduleDef) -> None:
+        self.add_many([schedule])
+
+    def replace(self, schedule: ScheduleDef) -> None:
+        """Overwrite an existing schedule's definition (keeps its creation time)."""
+        now = datetime.now(UTC)
+
+        def work(conn: Connection) -> None:
+            row = _to_row(schedule, now)
+            del row["created_at"]
+            if not conn.execute(
+                update(schedules).where(schedules.c.name == schedule.name).values(**row)
+            ).rowcount:
+                raise JobLookupError(schedule.name)
+            self._bump(conn)
+
+        self._run(f"update schedule {schedule.name!r}", work)
+
+    def set_enabled(self, name: str, enabled: bool) -> ScheduleDef:
+        def work(conn: Connection) -> ScheduleDef:
+            result = conn.execute(
+                update(schedules)
+                .where(schedules.c.name == name)
+                .values(enabled=enabled, updated_at=datetime.now(UTC))
+            )
+            if not result.rowcount:
+                raise JobLookupError(name)
+            self._bump(conn)
+            return _from_row(conn.execute(select(schedules).where(schedules.c.name == name)).one())
+
+        return self._run(f"{'resume' if enabled else 'pause'} schedule {name!r}", work)
+
+    def remove(self, name: str) -> ScheduleDef:
+        def work(conn: Connection) -> ScheduleDef:
+            row = conn.execute(select(schedules).where(schedules.c.name == name)).first()
+            if row is None:
+                raise JobLookupError(name)
+            conn.execute(delete(schedules).where(schedules.c.name == name))
+            self._bump(conn)
+            return _from_row(row)
+
+        return self._run(f"remove schedule {name!r}", work)
+
+    def clear(self, owners: Iterable[Owner] | None = None) -> int:
+        def work(conn: Connection) -> int:
+            statement = delete(schedules)
+            if owners is not None:
+                statement = statement.where(schedules.c.owner.in_(list(owners)))
+            count = conn.execute(statement).rowcount
+            if count:
+                self._bump(conn)
+            return int(count)
+
+        return self._run("clear schedules", work)
+
+    def count(self) -> int:
+        return self._run(
+            "count schedules",
+            lambda conn: int(conn.scalar(select(func.count()).select_from(schedules)) or 0),
+        )
+
+    def sync(self, desired: Sequence[ScheduleDef], owner: Owner) -> SyncReport:
+        """Make the schedules owned by ``owner`` exactly ``desired``, in one transaction.
+
+        Only schedules whose definition really changed are rewritten; the enabled flag
+        (paused from chat) survives. Names owned by someone else are left alone and
+        reported as a conflict.
+        """
+
+        def work(conn: Connection) -> SyncReport:
+            current = {r.name: _from_row(r) for r in conn.execute(select(schedules))}
+            report = _plan(current, desired, owner)
+            _apply(conn, report, {s.name: s for s in desired}, current)
+            if report.added or report.changed or report.removed:
+                self._bump(conn)
+            return report
+
+        return self._run(f"sync {owner} schedules", work)
+
+    def audit(
+        self, *, actor: str, surface: str, action: str, target: str, detail: str = ""
+    ) -> None:
+        self._run(
+            "write the audit trail",
+            lambda conn: conn.execute(
+                insert(audit).values(
+                    at=datetime.now(UTC),
+                    actor=actor,
+                    surface=surface,
+                    action=action,
+                    target=target,
+                    detail=detail,
+                )
+            ),
+        )
+
+    def audit_trail(self, limit: int = 50) -> list[dict[str, Any]]:
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(select(audit).order_by(audit.c.id.desc()).limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+        return self._run("read the audit trail", work)
+
+
+def _plan(
+    current: dict[str, ScheduleDef], desired: Sequence[ScheduleDef], owner: Owner
+) -> SyncReport:
+    added: list[str] = []
+    changed: list[str] = []
+    unchanged: list[str] = []
+    wanted = {s.name for s in desired}
+    for schedule in desired:
+        existing = current.get(schedule.name)
+        if existing is None:
+            added.append(schedule.name)
+        elif existing.owner != owner:
+            logger.warning(
+                "schedule %s is owned by %s; %s definition ignored",
+                schedule.name,
+                existing.owner,
+                owner,
+            )
+        elif existing.definition_hash() != schedule.definition_hash():
+            changed.append(schedule.name)
+        else:
+            unchanged.append(schedule.name)
+    removed = [n for n, s in current.items() if s.owner == owner and n not in wanted]
+    return SyncReport(tuple(added), tuple(changed), tuple(sorted(removed)), tuple(unchanged))
+
+
+def _apply(
+    conn: Connection,
+    report: SyncReport,
+    desired: dict[str, ScheduleDef],
+    current: dict[str, ScheduleDef],
+) -> None:
+    now = datetime.now(UTC)
+    if report.added:
+        conn.execute(insert(schedules), [_to_row(desired[n], now) for n in report.added])
+    for name in report.changed:
+        keep = current[name]
+        row = _to_row(replace(desired[name], enabled=keep.enabled), now)
+        row["created_at"] = keep.created_at or now
+        conn.execute(update(schedules).where(schedules.c.name == name).values(**row))
+    if report.removed:
+        conn.execute(delete(schedules).where(schedules.c.name.in_(list(report.removed))))
