@@ -6,7 +6,8 @@ SchedulerError
 ├── JobExistsError         a schedule with that name exists already
 ├── ReadOnlyScheduleError  the schedule is owned by pipelines.yml and cannot be changed there
 ├── UnknownPipelineError   a schedule names a pipeline that is not configured
-└── StoreError             the schedule store or run ledger could not be read or written
+├── StoreError             the schedule store or run ledger could not be read or written
+└── SettingsError          an environment variable has a value that cannot be used
 """
 
 from __future__ import annotations
@@ -63,3 +64,11 @@ class UnknownPipelineError(SchedulerError, KeyError):
 
 class StoreError(SchedulerError):
     """The schedule store or run ledger could not be read or written."""
+
+
+class SettingsError(SchedulerError):
+    """An environment variable is missing or has a value that cannot be used."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {problem}")

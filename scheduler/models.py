@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 Owner = Literal["yaml", "chat", "api", "code", "cli"]
 Overlap = Literal["skip", "buffer_one", "cancel_other", "allow"]
@@ -27,6 +27,12 @@ CATCHUPS: tuple[str, ...] = get_args(Catchup)
 FINAL_STATUSES = frozenset(get_args(RunStatus)) - {"running"}
 CATCHUP_CAP = 100
 """Most missed instants run again with ``catchup: all``."""
+
+
+class FireTimes(Protocol):
+    """What the engine needs of a trigger: the next fire time strictly after a moment."""
+
+    def next_fire(self, after: datetime) -> datetime | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from .tables import audit, meta, schedules
 
 logger = logging.getLogger(__name__)
 REVISION_KEY = "schedules_revision"
+HEARTBEAT_KEY = "scheduler_heartbeat"
 T = TypeVar("T")
 
 
@@ -116,6 +118,26 @@ class ScheduleStore:
         ).rowcount
         if not changed:
             conn.execute(insert(meta).values(key=REVISION_KEY, value=1))
+
+    def beat(self) -> None:
+        """Record that a scheduler process is alive (read by ``heartbeat``)."""
+        now = int(time.time())
+
+        def work(conn: Connection) -> None:
+            if not conn.execute(
+                update(meta).where(meta.c.key == HEARTBEAT_KEY).values(value=now)
+            ).rowcount:
+                conn.execute(insert(meta).values(key=HEARTBEAT_KEY, value=now))
+
+        self._run("write the heartbeat", work)
+
+    def heartbeat(self) -> int | None:
+        """Epoch seconds of the last scheduler heartbeat, if any."""
+        value = self._run(
+            "read the heartbeat",
+            lambda conn: conn.scalar(select(meta.c.value).where(meta.c.key == HEARTBEAT_KEY)),
+        )
+        return None if value is None else int(value)
 
     def revision(self) -> int:
         def work(conn: Connection) -> int:

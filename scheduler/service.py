@@ -1,0 +1,753 @@
+"""``PipelineScheduler``: the one facade the bot, the CLI, the API and scripts use.
+
+It offers the API people know from APScheduler and the seed schedulers
+(``schedule_cron/daily/hourly/interval/at``, ``add_job``, ``list_schedules``,
+``enable``/``disable``, ``run_now``, ``get_history``, ``health_check`` ...).
+Definitions are written to the store first; a running engine then picks them up.
+Every public method is safe to call from any thread. ``start()`` joins a running
+event loop when there is one and otherwise runs the scheduler in a background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pipelines.db import get_engine, redact_url
+from pipelines.pipeline import Pipeline
+
+from . import migrate
+from .dispatch import Dispatcher, RunRequest
+from .errors import (
+    InvalidScheduleError,
+    JobExistsError,
+    JobLookupError,
+    ReadOnlyScheduleError,
+    SchedulerError,
+    UnknownPipelineError,
+)
+from .events import EVENT_ALL, EVENT_JOB_ADDED, EVENT_JOB_REMOVED, EventBus, JobEvent, Listener
+from .ledger import Ledger
+from .models import Owner, Policies, RunRecord, ScheduleDef, ScheduleInfo
+from .runtime import Runtime
+from .schedules import build_trigger, interval_seconds, make_schedule
+from .settings import SchedulerSettings
+from .store import ScheduleStore, SyncReport
+from .targets import CallableTarget, PipelineTarget, Target
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+_APS_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+
+
+class PipelineScheduler:
+    """Schedules pipelines (by name) and code callables, persists them, runs them."""
+
+    def __init__(
+        self,
+        settings: SchedulerSettings | None = None,
+        *,
+        targets: Mapping[str, Target] | None = None,
+    ) -> None:
+        self.settings = settings or SchedulerSettings.from_env()
+        self._db = get_engine(self.settings.database_url)
+        migrate.upgrade(self._db)
+        self.store = ScheduleStore(self._db)
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.ledger = Ledger(self._db, holder=holder)
+        self.events = EventBus()
+        self._targets: dict[str, Target] = dict(targets or {})
+        self._runtime: Runtime | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started_at: float | None = None
+        self._yaml_loader: Callable[[], tuple[dict[str, Target], list[ScheduleDef]]] | None = None
+
+    def __repr__(self) -> str:
+        return f"PipelineScheduler(database={redact_url(self.settings.database_url)!r})"
+
+    # --- targets --------------------------------------------------------------------------
+
+    def register(self, name: str, target: Target | Pipeline | Callable[[], Any]) -> None:
+        """Make ``name`` runnable: a pipeline, a Target, or a function (re-bound on restart)."""
+        self._targets[name] = _as_target(target)
+
+    def resolve(self, name: str) -> Target | None:
+        return self._targets.get(name)
+
+    def pipelines(self) -> dict[str, str]:
+        """Registered target names with their descriptions."""
+        return {name: target.description for name, target in sorted(self._targets.items())}
+
+    def set_yaml_source(
+        self, loader: Callable[[], tuple[dict[str, Target], list[ScheduleDef]]]
+    ) -> None:
+        """Where ``reload()`` reads pipelines.yml from: returns (targets, yaml schedules)."""
+        self._yaml_loader = loader
+
+    # --- the seed API ---------------------------------------------------------------------
+
+    def schedule_cron(
+        self,
+        name: str,
+        pipeline_or_func: Any,
+        cron_expression: str,
+        timezone: str | None = None,
+        **policies: Any,
+    ) -> ScheduleInfo:
+        """Run at the times of a standard 5-field cron expression (Vixie semantics)."""
+        return self._code_schedule(
+            name, pipeline_or_func, "cron", {"expression": cron_expression}, timezone, policies
+        )
+
+    def schedule_daily(
+        self,
+        name: str,
+        pipeline_func: Any,
+        hour: int = 0,
+        minute: int = 0,
+        timezone: str | None = None,
+        **policies: Any,
+    ) -> ScheduleInfo:
+        return self.schedule_cron(
+            name, pipeline_func, f"{minute} {hour} * * *", timezone, **policies
+        )
+
+    def schedule_hourly(
+        self,
+        name: str,
+        pipeline_func: Any,
+        minute: int = 0,
+        timezone: str | None = None,
+        **policies: Any,
+    ) -> ScheduleInfo:
+        return self.schedule_cron(name, pipeline_func, f"{minute} * * * *", timezone, **policies)
+
+    def schedule_interval(
+        self,
+        name: str,
+        pipeline_func: Any,
+        hours: float = 0,
+        minutes: float = 0,
+        seconds: float = 0,
+        timezone: str | None = None,
+        **policies: Any,
+    ) -> ScheduleInfo:
+        total = interval_seconds({"hours": hours, "minutes": minutes, "seconds": seconds})
+        return self._code_schedule(
+            name, pipeline_func, "interval", {"seconds": total}, timezone, policies
+        )
+
+    def schedule_at(
+        self,
+        name: str,
+        pipeline_func: Any,
+        run_date: datetime | str,
+        timezone: str | None = None,
+        **policies: Any,
+    ) -> ScheduleInfo:
+        """Run once at ``run_date`` (naive times are read in ``timezone``)."""
+        text = run_date.isoformat() if isinstance(run_date, datetime) else run_date
+        return self._code_schedule(
+            name, pipeline_func, "date", {"run_date": text}, timezone, policies
+        )
+
+    def add_job(
+        self,
+        target: Any,
+        trigger: str = "cron",
+        *,
+        id: str | None = None,  # noqa: A002 - APScheduler's name for it
+        name: str | None = None,
+        replace_existing: bool = False,
+        max_instances: int = 1,
+        coalesce: bool = True,
+        misfire_grace_time: float | None = None,
+        jitter: float = 0,
+        timezone: str | None = None,
+        **trigger_args: Any,
+    ) -> ScheduleInfo:
+        """APScheduler-style scheduling: ``trigger`` is ``cron``, ``interval`` or ``date``.
+
+        Cron fields follow standard cron, not APScheduler: ``day_of_week`` takes names
+        (``mon-fri``) or a whole ``cron="..."`` expression; numbers are refused because
+        APScheduler counts Monday as 0 and cron counts Sunday as 0.
+        """
+        job_name = id or name or _target_name(target)
+        kind, fields = _aps_trigger(trigger, trigger_args)
+        policies = {
+            "max_instances": max_instances,
+            "coalesce": coalesce,
+            "misfire_grace_time": misfire_grace_time,
+            "jitter": jitter,
+            "overlap": "allow" if max_instances > 1 else "skip",
+        }
+        existing = self.store.get(job_name)
+        schedule = self._definition(job_name, target, kind, fields, timezone, policies, "code")
+        if (
+            existing is not None
+            and not replace_existing
+            and existing.definition_hash() != schedule.definition_hash()
+        ):
+            raise JobExistsError(job_name)
+        return self._upsert(schedule, existing, actor="code", surface="code")
+
+    # --- schedules from chat, API and CLI ----------------------------------------------------
+
+    def create_schedule(
+        self,
+        name: str,
+        pipeline: str,
+        *,
+        cron: str | None = None,
+        every: str | None = None,
+        interval: Mapping[str, float] | None = None,
+        timezone: str | None = None,
+        policies: Policies | None = None,
+        owner: Owner = "api",
+        created_by: str | None = None,
+    ) -> ScheduleInfo:
+        """A new schedule of a configured pipeline; refuses names in use."""
+        if pipeline not in self._targets:
+            raise UnknownPipelineError(pipeline)
+        kind, fields = _trigger_choice(cron, every, interval)
+        schedule = make_schedule(
+            name,
+            pipeline,
+            kind,
+            fields,
+            timezone=timezone or self.settings.timezone,
+            policies=policies,
+            owner=owner,
+            created_by=created_by,
+        )
+        self.store.add(schedule)
+        self._audit(created_by or owner, owner, "schedule", name, f"{kind} {fields}")
+        self._changed(schedule)
+        return self.get_schedule(name)
+
+    def add_schedules(self, schedules: list[ScheduleDef]) -> None:
+        """Add many validated definitions in one transaction (bulk loads, benchmarks)."""
+        self.store.add_many(schedules)
+        runtime = self._runtime
+        if runtime is not None:
+            self._call_soon(lambda: runtime.apply_many(schedules))
+
+    # --- reading --------------------------------------------------------------------------
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        schedules = self.store.all()
+        last = self.ledger.last_runs()
+        now = datetime.now(UTC)
+        return [self._info(s, last.get(s.name), now) for s in schedules]
+
+    def get_schedule(self, name: str) -> ScheduleInfo:
+        schedule = self.store.get(name)
+        if schedule is None:
+            raise JobLookupError(name)
+        history = self.ledger.history(schedule=name, limit=1)
+        return self._info(schedule, history[0] if history else None, datetime.now(UTC))
+
+    def _info(self, s: ScheduleDef, last: RunRecord | None, now: datetime) -> ScheduleInfo:
+        try:
+            trigger = build_trigger(s)
+        except InvalidScheduleError:
+            trigger = None
+        next_run = None
+        runtime = self._runtime
+        if runtime is not None and runtime.engine.running:
+            next_run = runtime.engine.next_run(s.name)
+        elif s.enabled and trigger is not None:
+            next_run = trigger.next_fire(now)
+        target = self._targets.get(s.pipeline)
+        return ScheduleInfo(
+            name=s.name,
+            pipeline=s.pipeline,
+            type=s.kind,
+            expression=trigger.expression if trigger is not None else str(s.fields),
+            timezone=s.timezone,
+            enabled=s.enabled,
+            owner=s.owner,
+            next_run=next_run,
+            last_run=None if last is None else (last.started_at or last.scheduled_for),
+            last_status=None if last is None else last.status,
+            created_by=s.created_by,
+            policies=s.policies,
+            description=target.description if target is not None else "",
+            bound=target is not None,
+        )
+
+    def get_history(self, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Runs, newest first: of schedule ``name`` (or of the pipeline of that name)."""
+        if name is None:
+            records = self.ledger.history(limit=limit)
+        else:
+            records = self.ledger.history(schedule=name, limit=limit)
+            if not records:
+                records = self.ledger.history(pipeline=name, limit=limit)
+        return [r.to_dict() for r in records]
+
+    def preview(
+        self,
+        *,
+        cron: str | None = None,
+        every: str | None = None,
+        timezone: str | None = None,
+        count: int = 3,
+        after: datetime | None = None,
+    ) -> list[datetime]:
+        """The next ``count`` fire times, by the very trigger that would fire them."""
+        kind, fields = _trigger_choice(cron, every, None)
+        schedule = make_schedule(
+            "preview", "preview", kind, fields, timezone=timezone or self.settings.timezone
+        )
+        trigger = build_trigger(schedule)
+        moment = after or datetime.now(UTC)
+        times: list[datetime] = []
+        while len(times) < count and (moment := trigger.next_fire(moment)) is not None:
+            times.append(moment)
+        return times
+
+    # --- changing -------------------------------------------------------------------------
+
+    def enable(self, name: str, *, actor: str = "code", surface: str = "code") -> ScheduleInfo:
+        schedule = self.store.set_enabled(name, True)
+        self._audit(actor, surface, "resume", name)
+        self._changed(schedule)
+        return self.get_schedule(name)
+
+    def disable(self, name: str, *, actor: str = "code", surface: str = "code") -> ScheduleInfo:
+        schedule = self.store.set_enabled(name, False)
+        self._audit(actor, surface, "pause", name)
+        self._changed(schedule)
+        return self.get_schedule(name)
+
+    resume_job = enable
+    pause_job = disable
+
+    def unschedule(self, name: str, *, actor: str = "code", surface: str = "code") -> None:
+        """Remove a schedule; one owned by pipelines.yml can only be removed there."""
+        schedule = self.store.get(name)
+        if schedule is None:
+            raise JobLookupError(name)
+        if schedule.owner == "yaml" and surface != "yaml":
+            raise ReadOnlyScheduleError(name, "pipelines.yml")
+        self.store.remove(name)
+        self._audit(actor, surface, "remove", name)
+        self._dropped(name, schedule.pipeline)
+
+    remove_job = unschedule
+
+    def clear(self, *, actor: str = "code", surface: str = "code") -> int:
+        """Remove every schedule not owned by pipelines.yml."""
+        names = [s for s in self.store.all() if s.owner != "yaml"]
+        count = self.store.clear(owners=("chat", "api", "code", "cli"))
+        self._audit(actor, surface, "clear", "*", f"{count} schedule(s)")
+        for schedule in names:
+            self._dropped(schedule.name, schedule.pipeline)
+        return count
+
+    def sync_yaml(self, schedules: list[ScheduleDef]) -> SyncReport:
+        """Make the store's pipelines.yml schedules exactly ``schedules``."""
+        report = self.store.sync(schedules, owner="yaml")
+        logger.info("YAML schedules synced: %s", report)
+        if self._runtime is not None and (report.added or report.changed or report.removed):
+            runtime = self._runtime
+            self._call_soon(lambda: asyncio.ensure_future(runtime.sync_from_store()))
+        return report
+
+    def reload(self) -> SyncReport:
+        """Re-read pipelines.yml: new targets, and its schedules synced into the store."""
+        if self._yaml_loader is None:
+            raise SchedulerError("no pipelines.yml source is configured")
+        targets, schedules = self._yaml_loader()
+        self._targets.update(targets)
+        return self.sync_yaml(schedules)
+
+    # --- running --------------------------------------------------------------------------
+
+    async def arun(
+        self, name: str, *, requested_by: str | None = None, trigger: str = "manual"
+    ) -> RunRecord:
+        """Run a schedule's pipeline (or a pipeline by name) now, through the overlap guard.
+
+        Without a running scheduler in this process (the CLI), the run happens here,
+        recorded in the same ledger.
+        """
+        schedule = await asyncio.to_thread(self.store.get, name)
+        if schedule is not None:
+            pipeline, policies = schedule.pipeline, schedule.policies
+        elif name in self._targets:
+            pipeline, policies = name, Policies()
+        else:
+            raise UnknownPipelineError(name)
+        request = RunRequest(
+            pipeline=pipeline,
+            trigger=trigger,
+            policies=policies,
+            schedule=schedule.name if schedule is not None else None,
+            requested_by=requested_by,
+        )
+        if requested_by:
+            await asyncio.to_thread(self._audit, requested_by, trigger, "run", name)
+        runtime = self._runtime
+        if runtime is not None:
+            return await runtime.dispatcher.run(request)
+        ledger = Ledger(self._db, holder=self.ledger.holder)
+        ledger.start()
+        try:
+            return await Dispatcher(ledger, self.resolve, self.events).run(request)
+        finally:
+            await ledger.stop()
+
+    def run_now(self, name: str, *, requested_by: str | None = None) -> RunRecord:
+        """``arun`` for synchronous callers (not from the scheduler's own event loop)."""
+        return self._call(self.arun(name, requested_by=requested_by))
+
+    # --- health ---------------------------------------------------------------------------
+
+    def health_check(self, last: int = 100) -> dict[str, Any]:
+        """ok, degraded or down, with the figures behind the verdict."""
+        runtime = self._runtime
+        database: dict[str, Any] = {"url": redact_url(self.settings.database_url)}
+        try:
+            schedules = self.store.all()
+            stats = self.ledger.stats(last)
+            database["reachable"] = True
+        except SchedulerError as exc:
+            return {
+                "status": "down",
+                "database": {**database, "reachable": False, "error": str(exc)},
+            }
+        if runtime is None:
+            return self._remote_health(schedules, stats.to_dict(), database)
+        engine_ok = runtime.engine.running
+        stale = runtime is not None and runtime.engine.seconds_since_pass > 60
+        problems = [runtime.store_error] if runtime is not None and runtime.store_error else []
+        if not self.ledger.healthy:
+            problems.append(f"ledger: {self.ledger.last_error}")
+        status = "down" if not engine_ok else ("degraded" if stale or problems else "ok")
+        next_due = self._next_due()
+        return {
+            "status": status,
+            "running": engine_ok,
+            "uptime_seconds": None
+            if self._started_at is None
+            else time.monotonic() - self._started_at,
+            "jobs": {
+                "total": len(schedules),
+                "enabled": sum(s.enabled for s in schedules),
+                "paused": sum(not s.enabled for s in schedules),
+                "unbound": sorted({s.name for s in schedules if s.pipeline not in self._targets}),
+                "invalid": dict(runtime.invalid) if runtime is not None else {},
+            },
+            "metrics": stats.to_dict(),
+            "next_due": next_due,
+            "running_runs": runtime.dispatcher.running() if runtime is not None else {},
+            "engine_seconds_since_pass": None
+            if runtime is None
+            else runtime.engine.seconds_since_pass,
+            "database": database,
+            "problems": problems,
+        }
+
+    def _remote_health(
+        self, schedules: list[ScheduleDef], metrics: dict[str, Any], database: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Health seen from another process (the CLI): judged by the scheduler's heartbeat."""
+        beat = self.store.heartbeat()
+        age = None if beat is None else time.time() - beat
+        alive = age is not None and age < 3 * self.settings.poll_interval + 5
+        return {
+            "status": "ok" if alive else "down",
+            "running": False,
+            "scheduler_heartbeat_age_seconds": age,
+            "jobs": {
+                "total": len(schedules),
+                "enabled": sum(s.enabled for s in schedules),
+                "paused": sum(not s.enabled for s in schedules),
+            },
+            "metrics": metrics,
+            "database": database,
+            "problems": [] if alive else ["no scheduler process has reported recently"],
+        }
+
+    def _next_due(self) -> dict[str, Any] | None:
+        runtime = self._runtime
+        if runtime is None:
+            return None
+        upcoming = [(t, n) for n, t in runtime.engine.next_runs().items() if t is not None]
+        if not upcoming:
+            return None
+        at, name = min(upcoming)
+        return {"name": name, "at": at.isoformat()}
+
+    def add_listener(self, callback: Listener, events: int = EVENT_ALL) -> None:
+        self.events.add_listener(callback, events)
+
+    def remove_listener(self, callback: Listener) -> None:
+        self.events.remove_listener(callback)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._runtime is not None and self._runtime.engine.running
+
+    async def astart(self) -> None:
+        """Start on the running event loop (the bot's, or main_scheduler's)."""
+        if self._runtime is not None:
+            raise SchedulerError("the scheduler is running already")
+        self._loop = asyncio.get_running_loop()
+        runtime = Runtime(self.settings, self.store, self.ledger, self.resolve, self.events)
+        self._runtime = runtime
+        try:
+            await runtime.start()
+        except BaseException:
+            self._runtime = None
+            raise
+        self._started_at = time.monotonic()
+
+    async def astop(self, grace: float | None = None) -> int:
+        """Stop firing, let running runs finish within ``grace`` seconds, cancel the rest."""
+        runtime = self._runtime
+        if runtime is None:
+            return 0
+        cancelled = await runtime.stop(self.settings.shutdown_grace if grace is None else grace)
+        self._runtime = None
+        return cancelled
+
+    def start(self) -> None:
+        """Start: on the running loop if there is one, else in a background thread."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._start_thread()
+            return
+        loop.create_task(self.astart(), name="pipebot-scheduler-start")
+
+    def _start_thread(self) -> None:
+        ready: Future[None] = Future()
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.astart())
+            except BaseException as exc:
+                ready.set_exception(exc)
+                loop.close()
+                return
+            ready.set_result(None)
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="pipebot-scheduler", daemon=True)
+        self._thread.start()
+        ready.result()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop the scheduler (blocks until stopped when it runs in a background thread)."""
+        loop = self._loop
+        if loop is None or self._runtime is None:
+            return
+        if self._thread is not None:
+            asyncio.run_coroutine_threadsafe(self.astop(grace), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join()
+            self._thread = None
+        else:
+            loop.create_task(self.astop(grace))
+
+    shutdown = stop
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _code_schedule(
+        self,
+        name: str,
+        target: Any,
+        kind: str,
+        fields: dict[str, Any],
+        timezone: str | None,
+        policies: Mapping[str, Any],
+    ) -> ScheduleInfo:
+        schedule = self._definition(name, target, kind, fields, timezone, policies, "code")
+        return self._upsert(schedule, self.store.get(name), actor="code", surface="code")
+
+    def _definition(
+        self,
+        name: str,
+        target: Any,
+        kind: str,
+        fields: dict[str, Any],
+        timezone: str | None,
+        policies: Mapping[str, Any],
+        owner: Owner,
+    ) -> ScheduleDef:
+        if isinstance(target, str):
+            if target not in self._targets:
+                raise UnknownPipelineError(target)
+            pipeline = target
+        elif isinstance(target, Pipeline):
+            pipeline = target.name
+            self.register(pipeline, target)
+        else:
+            pipeline = name  # a callable is bound to the schedule's own name
+            self.register(name, target)
+        try:
+            policy = Policies(**policies)
+        except TypeError as exc:
+            raise InvalidScheduleError(f"unknown schedule option: {exc}") from None
+        return make_schedule(
+            name,
+            pipeline,
+            kind,
+            fields,
+            timezone=timezone or self.settings.timezone,
+            policies=policy,
+            owner=owner,
+        )
+
+    def _upsert(
+        self, schedule: ScheduleDef, existing: ScheduleDef | None, *, actor: str, surface: str
+    ) -> ScheduleInfo:
+        if existing is None:
+            self.store.add(schedule)
+            self._audit(actor, surface, "schedule", schedule.name)
+        elif existing.owner != schedule.owner:
+            raise JobExistsError(schedule.name)
+        elif existing.definition_hash() != schedule.definition_hash():
+            self.store.replace(schedule)
+            self._audit(actor, surface, "reschedule", schedule.name)
+        else:
+            return self.get_schedule(schedule.name)  # same definition: callable re-bound only
+        self._changed(schedule)
+        return self.get_schedule(schedule.name)
+
+    def _audit(self, actor: str, surface: str, action: str, target: str, detail: str = "") -> None:
+        self.store.audit(actor=actor, surface=surface, action=action, target=target, detail=detail)
+
+    def _changed(self, schedule: ScheduleDef) -> None:
+        runtime = self._runtime
+        if runtime is not None:
+            self._call_soon(lambda: runtime.apply(schedule))
+        self.events.emit(JobEvent(EVENT_JOB_ADDED, schedule.name, schedule.pipeline))
+
+    def _dropped(self, name: str, pipeline: str) -> None:
+        runtime = self._runtime
+        if runtime is not None:
+            self._call_soon(lambda: runtime.drop(name))
+        self.events.emit(JobEvent(EVENT_JOB_REMOVED, name, pipeline))
+
+    def _call_soon(self, callback: Callable[[], Any]) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        if _on_loop(loop):
+            callback()
+        else:
+            loop.call_soon_threadsafe(callback)
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self._loop
+        if loop is None or self._runtime is None:
+            coro.close()
+            raise SchedulerError("the scheduler is not running; call start() first")
+        if _on_loop(loop):
+            coro.close()
+            raise SchedulerError("called on the scheduler's event loop: use 'await arun(...)'")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _as_target(target: Target | Pipeline | Callable[[], Any]) -> Target:
+    if isinstance(target, Pipeline):
+        return PipelineTarget(target)
+    if hasattr(target, "run") and hasattr(target, "timeout"):
+        return target  # type: ignore[return-value]
+    if callable(target):
+        return CallableTarget(target)
+    raise SchedulerError(f"cannot schedule {type(target).__name__}: not a pipeline or callable")
+
+
+def _target_name(target: Any) -> str:
+    if isinstance(target, str):
+        return target
+    if isinstance(target, Pipeline):
+        return target.name
+    return str(getattr(target, "__name__", "")) or uuid.uuid4().hex[:12]
+
+
+def _trigger_choice(
+    cron: str | None, every: str | None, interval: Mapping[str, float] | None
+) -> tuple[str, dict[str, Any]]:
+    from .triggers import parse_every
+
+    given = [x for x in (cron, every, interval) if x is not None]
+    if len(given) != 1:
+        raise InvalidScheduleError("give exactly one of a cron expression or an interval")
+    if cron is not None:
+        return "cron", {"expression": cron}
+    if every is not None:
+        return "interval", {"seconds": int(parse_every(every).total_seconds())}
+    assert interval is not None
+    return "interval", {"seconds": interval_seconds(interval)}
+
+
+def _aps_cron_expression(args: Mapping[str, Any]) -> str:
+    """APScheduler's defaulting: unset fields after the first set one take their minimum."""
+    order = ("month", "day", "day_of_week", "hour", "minute")
+    minimum = {"hour": "0", "minute": "0"}
+    values: dict[str, str] = {}
+    seen = False
+    for field_name in order:
+        if field_name in args:
+            seen = True
+            values[field_name] = str(args[field_name])
+        else:
+            values[field_name] = minimum.get(field_name, "*") if seen else "*"
+    return " ".join(values[f] for f in _APS_CRON_FIELDS)
+
+
+def _aps_trigger(trigger: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if trigger == "cron":
+        if "cron" in args:
+            return "cron", {"expression": str(args.pop("cron"))}
+        for bad in ("second", "week", "year", "start_date", "end_date"):
+            if bad in args and not (bad == "second" and args[bad] in (0, "0")):
+                raise InvalidScheduleError(f"cron field {bad!r} is not supported (5-field cron)")
+        dow = args.get("day_of_week")
+        if dow is not None and any(ch.isdigit() for ch in str(dow)):
+            raise InvalidScheduleError(
+                "day_of_week must use names (mon-fri): APScheduler numbers Monday 0, "
+                "cron numbers Sunday 0, so numbers are ambiguous"
+            )
+        unknown = set(args) - set(_APS_CRON_FIELDS) - {"second"}
+        if unknown:
+            raise InvalidScheduleError(f"unknown cron field {sorted(unknown)[0]!r}")
+        return "cron", {"expression": _aps_cron_expression(args)}
+    if trigger == "interval":
+        return "interval", {"seconds": interval_seconds(args)}
+    if trigger == "date":
+        run_date = args.get("run_date")
+        if run_date is None:
+            raise InvalidScheduleError("a date trigger needs run_date")
+        text = run_date.isoformat() if isinstance(run_date, datetime) else str(run_date)
+        return "date", {"run_date": text}
+    raise InvalidScheduleError(f"unknown trigger {trigger!r} (cron, interval or date)")
