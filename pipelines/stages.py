@@ -57,7 +57,10 @@ def chain(stages: list[object], counter: StageCounter) -> Chunks:
     """Connect ``stages`` into one stream of the last stage's output chunks."""
     stream: Chunks = _no_chunks()
     for index, stage in enumerate(stages):
-        stream = adapt(stage, index, stream, counter)
+        try:
+            stream = adapt(stage, index, stream, counter)
+        except TransformContractError as exc:
+            raise _own_error(index, stage, exc) from exc
     return stream
 
 

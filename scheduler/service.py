@@ -491,6 +491,22 @@ class PipelineScheduler:
         at, name = min(upcoming)
         return {"name": name, "at": at.isoformat()}
 
+    def remember(self, key: str, value: int) -> None:
+        """Keep a small integer in the database (e.g. the bot's synced command-set hash)."""
+        self.store.set_meta(f"app:{key}", value)
+
+    def recall(self, key: str) -> int | None:
+        return self.store.get_meta(f"app:{key}")
+
+    def audit(
+        self, *, actor: str, surface: str, action: str, target: str, detail: str = ""
+    ) -> None:
+        """Record a change made through a surface (chat, API) in the audit trail."""
+        self._audit(actor, surface, action, target, detail)
+
+    def audit_trail(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self.store.audit_trail(limit)
+
     def add_listener(self, callback: Listener, events: int = EVENT_ALL) -> None:
         self.events.add_listener(callback, events)
 

@@ -119,25 +119,26 @@ class ScheduleStore:
         if not changed:
             conn.execute(insert(meta).values(key=REVISION_KEY, value=1))
 
+    def get_meta(self, key: str) -> int | None:
+        value = self._run(
+            f"read {key}", lambda conn: conn.scalar(select(meta.c.value).where(meta.c.key == key))
+        )
+        return None if value is None else int(value)
+
+    def set_meta(self, key: str, value: int) -> None:
+        def work(conn: Connection) -> None:
+            if not conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount:
+                conn.execute(insert(meta).values(key=key, value=value))
+
+        self._run(f"write {key}", work)
+
     def beat(self) -> None:
         """Record that a scheduler process is alive (read by ``heartbeat``)."""
-        now = int(time.time())
-
-        def work(conn: Connection) -> None:
-            if not conn.execute(
-                update(meta).where(meta.c.key == HEARTBEAT_KEY).values(value=now)
-            ).rowcount:
-                conn.execute(insert(meta).values(key=HEARTBEAT_KEY, value=now))
-
-        self._run("write the heartbeat", work)
+        self.set_meta(HEARTBEAT_KEY, int(time.time()))
 
     def heartbeat(self) -> int | None:
         """Epoch seconds of the last scheduler heartbeat, if any."""
-        value = self._run(
-            "read the heartbeat",
-            lambda conn: conn.scalar(select(meta.c.value).where(meta.c.key == HEARTBEAT_KEY)),
-        )
-        return None if value is None else int(value)
+        return self.get_meta(HEARTBEAT_KEY)
 
     def revision(self) -> int:
         def work(conn: Connection) -> int:

@@ -328,3 +328,16 @@ async def test_a_million_items_stream_in_bounded_memory() -> None:
         tracemalloc.stop()
     assert result.items == (1_000_000, 1_000_000)
     assert peak < 20 * 1024 * 1024  # chunks in flight, never the whole stream
+
+
+class LateSource(Transform):
+    def produce(self) -> Iterator[int]:
+        yield 1
+
+
+async def test_source_in_the_middle_is_a_stage_failure_not_a_crash() -> None:
+    result = await pipeline(StageSpec(ListSource), StageSpec(LateSource)).run()
+    assert result.status == "failed"
+    assert result.failure is not None
+    assert (result.failure.stage_index, result.failure.class_name) == (1, "LateSource")
+    assert "must be the first stage" in result.failure.message
