@@ -250,7 +250,13 @@ class Dispatcher:
         started = datetime.now(UTC)
         active = _Active(run_id, asyncio.create_task(target.run(options)))
         lane.active.append(active)
-        logger.info("run %s started: %s (%s)", run_id[:12], request.pipeline, request.trigger)
+        logger.info(
+            "run started: run_id=%s schedule=%s pipeline=%s trigger=%s",
+            run_id,
+            request.schedule or "-",
+            request.pipeline,
+            request.trigger,
+        )
         try:
             outcome = await _outcome(active)
         finally:
@@ -287,12 +293,13 @@ class Dispatcher:
         )
         log = logger.info if outcome.status == "success" else logger.warning
         log(
-            "run %s finished: %s %s in %.2fs%s",
-            run_id[:12],
+            "run finished: run_id=%s schedule=%s pipeline=%s status=%s duration=%.2fs%s",
+            run_id,
+            request.schedule or "-",
             request.pipeline,
             outcome.status,
             record.duration or 0.0,
-            f" ({outcome.error})" if outcome.error else "",
+            f" error={outcome.error}" if outcome.error else "",
         )
         code = EVENT_JOB_EXECUTED if outcome.status == "success" else EVENT_JOB_ERROR
         self._events.emit(

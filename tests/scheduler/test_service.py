@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
-from pipelines.db import dispose_engine
 from scheduler.dispatch import AlreadyRunningError
 from scheduler.errors import (
     InvalidScheduleError,
@@ -30,10 +28,9 @@ from scheduler.tables import schedules as schedules_table
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Iterator[SchedulerSettings]:
-    url = f"sqlite:///{tmp_path / 'pipebot.db'}"
-    yield SchedulerSettings(database_url=url, timezone="Europe/Stockholm", poll_interval=0.3)
-    dispose_engine(url)
+def settings(db_url: str) -> SchedulerSettings:
+    """The same facade tests on a SQLite file and on PostgreSQL."""
+    return SchedulerSettings(database_url=db_url, timezone="Europe/Stockholm", poll_interval=0.3)
 
 
 @pytest.fixture
