@@ -4,7 +4,10 @@ PipelineError
 ├── ConfigError            pipelines.yml cannot be used; carries every Problem found
 ├── RegistryError          a dotted class path is not allowed or cannot be imported
 ├── TransformContractError a class is not a usable Transform
-└── StageError             a stage raised while a pipeline ran (wraps the original)
+│   └── DiscordSinkUnavailable   (pipelines.sinks.discord)
+├── StageError             a stage raised while a pipeline ran (wraps the original)
+├── FetchError             an HTTP or file fetch failed (pipelines.transforms.http)
+└── StateStoreError        transform state could not be read or written (pipelines.state)
 """
 
 from __future__ import annotations

@@ -120,6 +120,10 @@ async def _aclose(items: AsyncIterator[Any]) -> None:
         await close()
 
 
+class RunAbandoned(Exception):
+    """Raised inside a sync ``stream`` whose run stopped before its input ended."""
+
+
 class _UpstreamError(Exception):
     """Carries an error raised upstream through a stage's own code unchanged."""
 
@@ -353,6 +357,8 @@ class _InputFeed:
             if isinstance(chunk, BaseException):
                 raise chunk
             yield from chunk
+        # The run stopped early: say so, so a sink does not mistake it for the end of input.
+        raise RunAbandoned("the run stopped before this stage's input ended")
 
 
 async def _thread_stream(

@@ -341,3 +341,32 @@ async def test_source_in_the_middle_is_a_stage_failure_not_a_crash() -> None:
     assert result.failure is not None
     assert (result.failure.stage_index, result.failure.class_name) == (1, "LateSource")
     assert "must be the first stage" in result.failure.message
+
+
+class SyncSinkSeesAbandon(Transform):
+    """A sync whole-stream sink that records whether its input ended or was abandoned."""
+
+    outcome: list[str] = []
+
+    def stream(self, items: Iterator[int]) -> Iterator[int]:
+        try:
+            yield from items
+        except Exception as exc:
+            SyncSinkSeesAbandon.outcome.append(type(exc).__name__)
+            raise
+        SyncSinkSeesAbandon.outcome.append("ended")
+
+
+async def test_sync_stream_is_told_when_its_run_is_abandoned() -> None:
+    SyncSinkSeesAbandon.outcome.clear()
+    await pipeline(StageSpec(AsyncSource, {"count": 3}), StageSpec(SyncSinkSeesAbandon)).run()
+    assert SyncSinkSeesAbandon.outcome == ["ended"]
+    SyncSinkSeesAbandon.outcome.clear()
+    result = await pipeline(
+        StageSpec(AsyncSource, {"count": 2000}),
+        StageSpec(SyncSinkSeesAbandon),
+        StageSpec(Explode, {"at": 1500}),
+    ).run()
+    assert result.status == "failed"
+    await asyncio.sleep(0.3)  # the sink's thread notices the stop
+    assert SyncSinkSeesAbandon.outcome != ["ended"]
