@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from pipelines.state import SqlStateStore
-
 from pipelines.config import load_config
 from pipelines.core import RunResult
 from pipelines.errors import ConfigError, Problem
 from pipelines.pipeline import Pipeline, RunOptions
+from pipelines.state import SqlStateStore
 from scheduler.schedules import block_validator
 from scheduler.settings import SchedulerSettings
 

@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.state import SqlStateStore
-
 from pipelines.config import Config, load_config
+from pipelines.state import SqlStateStore
 from scheduler.models import ScheduleDef
 from scheduler.schedules import block_validator, schedule_from_block
 from scheduler.settings import SchedulerSettings
