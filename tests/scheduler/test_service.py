@@ -284,7 +284,10 @@ async def test_overlap_policies_for_manual_runs(scheduler: PipelineScheduler, po
 
     scheduler.register("p", work)
     scheduler.create_schedule(
-        "s", "p", every="1h", policies=Policies(overlap=policy, max_instances=2)  # type: ignore[arg-type]
+        "s",
+        "p",
+        every="1h",
+        policies=Policies(overlap=policy, max_instances=2),  # type: ignore[arg-type]
     )
     await scheduler.astart()
     first = asyncio.create_task(scheduler.arun("s"))
