@@ -26,6 +26,7 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+from bot.errors import BotError
 from pipelines.errors import ConfigError, PipelineError
 from scheduler.errors import SchedulerError
 from scheduler.schedules import build_trigger, make_schedule
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
-    except (SchedulerError, PipelineError) as exc:
+    except (SchedulerError, PipelineError, BotError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -143,9 +144,14 @@ def _parse_moment(text: str) -> datetime:
 
 
 def _with_scheduler(args: argparse.Namespace, settings: SchedulerSettings, path: Path) -> int:
+    from scheduler.service import PipelineScheduler
+
     from .serve import build_scheduler
 
-    scheduler, _ = build_scheduler(settings, path)
+    if getattr(args, "action", None) in ("add", "run"):
+        scheduler, _ = build_scheduler(settings, path)  # these need the pipelines themselves
+    else:  # reading and pausing work from the store alone, even with pipelines.yml broken
+        scheduler = PipelineScheduler(settings)
     if args.command == "history":
         rows = scheduler.get_history(args.name, limit=args.limit)
         _emit(rows, args.json, _history_line)

@@ -25,7 +25,14 @@ from datetime import UTC, datetime
 from pipelines.pipeline import RunOptions
 
 from .errors import SchedulerError, UnknownPipelineError
-from .events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, EventBus, JobEvent
+from .events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EventBus,
+    JobEvent,
+)
 from .ledger import Ledger, MissedRun
 from .models import Policies, RunRecord, ScheduleDef
 from .policies import Plan, judge_due
@@ -211,7 +218,7 @@ class Dispatcher:
             f"run {lane.active[0].run_id[:12]} still going (overlap: {request.policies.overlap})"
         )
         logger.info("%s: skipped, %s", request.schedule or request.pipeline, reason)
-        await self._ledger.record(
+        run_id = await self._ledger.record(
             schedule=request.schedule,
             pipeline=request.pipeline,
             scheduled_for=request.scheduled_for,
@@ -220,6 +227,18 @@ class Dispatcher:
             error=reason,
             requested_by=request.requested_by,
         )
+        if run_id is not None:
+            self._events.emit(
+                JobEvent(
+                    EVENT_JOB_MAX_INSTANCES,
+                    request.schedule,
+                    request.pipeline,
+                    run_id,
+                    "skipped",
+                    request.scheduled_for,
+                    reason,
+                )
+            )
 
     async def _open(self, request: RunRequest) -> str | None:
         if request.scheduled_for is not None and request.schedule is not None:

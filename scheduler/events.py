@@ -24,6 +24,8 @@ EVENT_JOB_MODIFIED = 2**11
 EVENT_JOB_EXECUTED = 2**12
 EVENT_JOB_ERROR = 2**13
 EVENT_JOB_MISSED = 2**14
+EVENT_JOB_MAX_INSTANCES = 2**16
+"""A run was not started because another was still going (the overlap policy): ``skipped``."""
 EVENT_ALL = (
     EVENT_JOB_ADDED
     | EVENT_JOB_REMOVED
@@ -31,6 +33,7 @@ EVENT_ALL = (
     | EVENT_JOB_EXECUTED
     | EVENT_JOB_ERROR
     | EVENT_JOB_MISSED
+    | EVENT_JOB_MAX_INSTANCES
 )
 
 

@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -67,6 +67,7 @@ from .models import FINAL_STATUSES, RunRecord
 from .tables import UTCDateTime, runs
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 T = TypeVar("T")
 
 CHUNK_ROWS = 500
@@ -744,30 +745,29 @@ class Ledger:
 
     def mark_abandoned(
         self, *, exclude_holder: str | None = None, now: datetime | None = None
-    ) -> int:
-        """Close rows left ``running`` by stopped processes as ``abandoned``; returns how many.
+    ) -> list[RunRecord]:
+        """Close rows left ``running`` by stopped processes as ``abandoned``; returns them.
 
         Every holder except ``exclude_holder`` is taken as stopped: call it at start-up of
         the only scheduler process that writes to this database.
         """
         at = _aware(now or datetime.now(UTC))
-        left = select(runs.c.holder).where(runs.c.status == "running").distinct()
+        left = select(runs).where(runs.c.status == "running")
         if exclude_holder is not None:
             left = left.where(or_(runs.c.holder.is_(None), runs.c.holder != exclude_holder))
 
-        def work(conn: Connection) -> int:
-            marked = 0
-            for holder in conn.scalars(left).all():
-                same = runs.c.holder.is_(None) if holder is None else runs.c.holder == holder
-                marked += conn.execute(
+        def work(conn: Connection) -> list[RunRecord]:
+            marked: list[RunRecord] = []
+            for row in conn.execute(left).all():
+                error = f"process {row.holder or 'unknown'} stopped before the run finished"
+                changed = conn.execute(
                     update(runs)
-                    .where(runs.c.status == "running", same)
-                    .values(
-                        status="abandoned",
-                        finished_at=at,
-                        error=f"process {holder or 'unknown'} stopped before the run finished",
-                    )
+                    .where(runs.c.run_id == row.run_id, runs.c.status == "running")
+                    .values(status="abandoned", finished_at=at, error=error)
                 ).rowcount
+                if changed:
+                    record = _record(row)
+                    marked.append(replace(record, status="abandoned", finished_at=at, error=error))
             return marked
 
         return self._maintain("mark abandoned runs", work)
@@ -803,7 +803,7 @@ class Ledger:
 
         return self._maintain("prune run history", work)
 
-    def _maintain(self, action: str, work: Callable[[Connection], int]) -> int:
+    def _maintain(self, action: str, work: Callable[[Connection], _T]) -> _T:
         try:
             with self.engine.begin() as conn:
                 return work(conn)

@@ -16,7 +16,7 @@ from typing import Any
 from .dispatch import Dispatcher
 from .engine import Engine
 from .errors import InvalidScheduleError, SchedulerError
-from .events import EventBus
+from .events import EVENT_JOB_ERROR, EventBus, JobEvent
 from .ledger import Ledger
 from .models import ScheduleDef
 from .policies import Plan, plan_catchup
@@ -44,6 +44,7 @@ class Runtime:
         self.store = store
         self.ledger = ledger
         self._resolve = resolve
+        self.events = events
         self.dispatcher = Dispatcher(ledger, resolve, events)
         self.engine = Engine(self._on_fire)
         self.defs: dict[str, ScheduleDef] = {}
@@ -62,7 +63,20 @@ class Runtime:
         )
         if abandoned:
             logger.warning(
-                "marked %d run(s) left running by a stopped process as abandoned", abandoned
+                "marked %d run(s) left running by a stopped process as abandoned", len(abandoned)
+            )
+        for record in abandoned:
+            self.events.emit(
+                JobEvent(
+                    EVENT_JOB_ERROR,
+                    record.schedule,
+                    record.pipeline,
+                    record.run_id,
+                    record.status,
+                    record.scheduled_for,
+                    record.error,
+                    record,
+                )
             )
         await self._prune()
         self.revision = await asyncio.to_thread(self.store.revision)
@@ -121,6 +135,10 @@ class Runtime:
         self.engine.shutdown()
         cancelled = await self.dispatcher.drain(grace)
         await self.ledger.stop()
+        try:
+            await asyncio.to_thread(self.store.clear_beat)
+        except SchedulerError as exc:  # the database may be the reason we stop
+            logger.warning("could not record the clean stop: %s", exc)
         return cancelled
 
     # --- keeping the engine in step -------------------------------------------------------

@@ -465,8 +465,16 @@ class PipelineScheduler:
     ) -> dict[str, Any]:
         """Health seen from another process (the CLI): judged by the scheduler's heartbeat."""
         beat = self.store.heartbeat()
-        age = None if beat is None else time.time() - beat
+        age = None if not beat else time.time() - beat
         alive = age is not None and age < 3 * self.settings.poll_interval + 5
+        if alive:
+            problem = []
+        elif beat == 0:
+            problem = ["the scheduler stopped cleanly and has not started since"]
+        elif beat is None:
+            problem = ["no scheduler process has ever run on this database"]
+        else:
+            problem = [f"no scheduler heartbeat for {age:.0f} s (crashed or hung?)"]
         return {
             "status": "ok" if alive else "down",
             "running": False,
@@ -478,7 +486,7 @@ class PipelineScheduler:
             },
             "metrics": metrics,
             "database": database,
-            "problems": [] if alive else ["no scheduler process has reported recently"],
+            "problems": problem,
         }
 
     def _next_due(self) -> dict[str, Any] | None:

@@ -136,8 +136,12 @@ class ScheduleStore:
         """Record that a scheduler process is alive (read by ``heartbeat``)."""
         self.set_meta(HEARTBEAT_KEY, int(time.time()))
 
+    def clear_beat(self) -> None:
+        """Record a clean stop: ``heartbeat`` reads 0 until a scheduler beats again."""
+        self.set_meta(HEARTBEAT_KEY, 0)
+
     def heartbeat(self) -> int | None:
-        """Epoch seconds of the last scheduler heartbeat, if any."""
+        """Epoch seconds of the last scheduler heartbeat; 0 after a clean stop; None never."""
         return self.get_meta(HEARTBEAT_KEY)
 
     def revision(self) -> int:
