@@ -1,0 +1,233 @@
+"""Alerts: failed, timed-out and missed runs posted to ``DISCORD_ALERT_CHANNEL_ID``.
+
+Each alert carries persistent buttons (``pipebot:rerun:<name>``, ``pipebot:pause:<name>``)
+built as ``DynamicItem``s, so they keep working after a restart. Pressing one is
+permission-checked like the commands. Missed instants of one schedule that arrive
+together (catch-up, a blocked loop) are posted as one alert.
+
+The listener never raises into the scheduler and never blocks it: it only schedules
+a task on the bot's loop; a failed post is logged and dropped. Runs started from chat
+are not alerted (their result is shown where they were asked for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
+
+from scheduler.events import EVENT_JOB_MISSED, JobEvent
+
+from . import render
+from .commands.base import actor_of
+from .commands.run import run_and_report
+from .errors import handle_error
+from .permissions import check_admin
+
+if TYPE_CHECKING:
+    from .app import PipeBot
+
+logger = logging.getLogger(__name__)
+
+ALERT_STATUSES = frozenset({"failed", "timeout"})
+MISSED_WINDOW = 2.0
+"""Seconds to gather missed instants of one schedule into one alert."""
+CUSTOM_ID_CHARS = 100
+RERUN_PREFIX = "pipebot:rerun:"
+PAUSE_PREFIX = "pipebot:pause:"
+
+
+def _bot(interaction: discord.Interaction[Any]) -> PipeBot:
+    return interaction.client  # type: ignore[no-any-return]
+
+
+class RerunButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"pipebot:rerun:(?P<name>.+)",
+):
+    """Run the pipeline (or schedule) of an alert again."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Run again",
+                emoji="🔁",
+                style=discord.ButtonStyle.primary,
+                custom_id=RERUN_PREFIX + name,
+            )
+        )
+        self.name = name
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: Any,
+        /,
+    ) -> RerunButton:
+        return cls(str(match["name"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            check_admin(interaction)
+            await run_and_report(_bot(interaction), interaction, self.name)
+        except Exception as exc:
+            await handle_error(interaction, exc)
+
+
+class PauseButton(
+    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
+    template=r"pipebot:pause:(?P<name>.+)",
+):
+    """Pause the schedule of an alert."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Pause",
+                emoji="⏸️",
+                style=discord.ButtonStyle.secondary,
+                custom_id=PAUSE_PREFIX + name,
+            )
+        )
+        self.name = name
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: Any,
+        /,
+    ) -> PauseButton:
+        return cls(str(match["name"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            check_admin(interaction)
+            bot = _bot(interaction)
+            actor = actor_of(interaction.user)
+            await asyncio.to_thread(bot.scheduler.disable, self.name, actor=actor, surface="chat")
+            await interaction.response.send_message(
+                f"⏸️ {render.actor_text(actor)} paused {render.code(self.name, 110)}.",
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+            bot.post_audit(actor, "paused", self.name, "from an alert")
+        except Exception as exc:
+            await handle_error(interaction, exc)
+
+
+def alert_view(schedule: str | None, pipeline: str | None) -> discord.ui.View | None:
+    """The buttons of an alert: run again (schedule or pipeline), pause (schedules only)."""
+    view = discord.ui.View(timeout=None)
+    target = schedule or pipeline
+    if target and len(RERUN_PREFIX + target) <= CUSTOM_ID_CHARS:
+        view.add_item(RerunButton(target))
+    if schedule and len(PAUSE_PREFIX + schedule) <= CUSTOM_ID_CHARS:
+        view.add_item(PauseButton(schedule))
+    return view if view.children else None
+
+
+class AlertPoster:
+    """The scheduler listener that turns run events into alert messages."""
+
+    def __init__(self, bot: PipeBot, *, missed_window: float = MISSED_WINDOW) -> None:
+        self.bot = bot
+        self.missed_window = missed_window
+        self._missed: dict[str, list[JobEvent]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def on_event(self, event: JobEvent) -> None:
+        """Scheduler listener (any thread): never raises, never blocks."""
+        try:
+            if self.bot.settings.alert_channel_id is None:
+                return
+            if event.code & EVENT_JOB_MISSED:
+                self._submit(self._gather_missed, event)
+            elif event.status in ALERT_STATUSES and not _from_chat(event):
+                self._submit(self._post_run, event)
+        except Exception:
+            logger.exception("alert listener failed for %s", event.schedule or event.pipeline)
+
+    def _submit(self, job: Any, event: JobEvent) -> None:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            logger.warning("alert for %s dropped: the bot is not running", event.schedule)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._spawn(job(event))
+        else:
+            loop.call_soon_threadsafe(lambda: self._spawn(job(event)))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post_run(self, event: JobEvent) -> None:
+        record = event.record
+        embed = render.alert_embed(
+            status=event.status or "failed",
+            schedule=event.schedule,
+            pipeline=event.pipeline,
+            error=event.error,
+            at=(record.started_at if record is not None else None) or event.scheduled_for,
+            run_id=event.run_id,
+        )
+        await self.post(embed, alert_view(event.schedule, event.pipeline))
+
+    async def _gather_missed(self, event: JobEvent) -> None:
+        key = event.schedule or event.pipeline or "?"
+        pending = self._missed.setdefault(key, [])
+        pending.append(event)
+        if len(pending) > 1:
+            return  # the first event's task posts them all
+        await asyncio.sleep(self.missed_window)
+        events = self._missed.pop(key, [])
+        latest = max(events, key=lambda e: e.scheduled_for.timestamp() if e.scheduled_for else 0)
+        embed = render.alert_embed(
+            status="missed",
+            schedule=latest.schedule,
+            pipeline=latest.pipeline,
+            error=latest.error,
+            at=latest.scheduled_for,
+            count=len(events),
+        )
+        await self.post(embed, alert_view(latest.schedule, latest.pipeline))
+
+    async def post(self, embed: discord.Embed, view: discord.ui.View | None) -> None:
+        """Send one alert; failures are logged, never raised."""
+        channel_id = self.bot.settings.alert_channel_id
+        if channel_id is None:
+            return
+        if self.bot.is_closed():
+            logger.warning("alert %r dropped: the Discord connection is closed", embed.title)
+            return
+        try:
+            await self.bot.get_partial_messageable(channel_id).send(
+                embed=embed,
+                view=view or discord.utils.MISSING,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            logger.warning("could not post an alert to channel %s: %s", channel_id, exc)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._missed.clear()
+
+
+def _from_chat(event: JobEvent) -> bool:
+    return event.record is not None and event.record.trigger == "chat"
