@@ -1,0 +1,265 @@
+"""``/api/schedules``: list, create, read, enable, disable, run now, delete.
+
+Every facade call that touches the database runs in a worker thread. Changes are made
+as the authenticated client (``actor``) from the surface ``api``, so they land in the
+audit trail next to the ones made from chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+
+from scheduler.models import CATCHUPS, OVERLAPS, Policies, RunRecord, ScheduleInfo
+from scheduler.service import PipelineScheduler
+
+from .auth import current_actor
+from .inputs import Fields, Query, json_object
+from .problems import invalid
+from .runs import next_link, page_response, run_json
+
+logger = logging.getLogger(__name__)
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+RESERVED_NAMES = frozenset({"health"})
+"""``GET /api/schedules/health`` is the health report, so no schedule may be called that."""
+CREATE_FIELDS = ("name", "pipeline", "cron", "every", "interval", "timezone", "policies")
+POLICY_FIELDS = (
+    "overlap",
+    "catchup",
+    "coalesce",
+    "misfire_grace_time",
+    "jitter",
+    "timeout",
+    "max_instances",
+)
+INTERVAL_UNITS = ("weeks", "days", "hours", "minutes", "seconds")
+INTERVAL_MAX = 1_000_000_000
+"""Largest value of one interval unit (the scheduler refuses more than 1000 years)."""
+DAY = 86_400.0
+MAX_INSTANCES = 1000
+LIST_LIMIT = 1000
+RUN_WAIT_DEFAULT = 10.0
+RUN_WAIT_MAX = 60.0
+
+
+def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
+    """The API's view of a schedule (the ``Schedule`` schema of the OpenAPI document)."""
+    p = info.policies
+    return {
+        "name": info.name,
+        "pipeline": info.pipeline,
+        "type": info.type,
+        "expression": info.expression,
+        "timezone": info.timezone,
+        "enabled": info.enabled,
+        "owner": info.owner,
+        "next_run": None if info.next_run is None else info.next_run.isoformat(),
+        "last_run": None if info.last_run is None else info.last_run.isoformat(),
+        "last_status": info.last_status,
+        "created_by": info.created_by,
+        "description": info.description,
+        "bound": info.bound,
+        "policies": {
+            "overlap": p.overlap,
+            "catchup": p.catchup,
+            "coalesce": p.coalesce,
+            "misfire_grace_time": p.misfire_grace_time,
+            "jitter": p.jitter,
+            "timeout": p.timeout,
+            "max_instances": p.max_instances,
+        },
+    }
+
+
+class CreateRequest:
+    """A validated ``POST /api/schedules`` body."""
+
+    def __init__(self, data: dict[str, Any], pipelines: dict[str, str]) -> None:
+        fields = Fields(data)
+        fields.only(CREATE_FIELDS)
+        name = fields.string("name", required=True, max_length=128, pattern=NAME)
+        if name in RESERVED_NAMES:
+            fields.fail("name", f"{name!r} is reserved")
+        pipeline = fields.string("pipeline", required=True, max_length=128)
+        if pipeline is not None and pipeline not in pipelines:
+            known = ", ".join(sorted(pipelines)) or "none"
+            fields.fail("pipeline", f"no pipeline named {pipeline!r} (known: {known})")
+        self.cron = fields.string("cron", max_length=256)
+        self.every = fields.string("every", max_length=64)
+        self.interval = _interval(fields)
+        given = [k for k in ("cron", "every", "interval") if k in data]
+        if len(given) != 1:
+            fields.fail(
+                "cron",
+                "give exactly one of cron, every or interval"
+                + (f" (found {', '.join(given)})" if given else ""),
+            )
+        self.timezone = fields.string("timezone", max_length=64)
+        self.policies = _policies(fields)
+        if fields.errors:
+            raise invalid(fields.errors)
+        assert name is not None and pipeline is not None
+        self.name, self.pipeline = name, pipeline
+
+
+def _interval(fields: Fields) -> dict[str, float] | None:
+    nested = fields.mapping("interval")
+    if nested is None:
+        return None
+    nested.only(INTERVAL_UNITS)
+    values = {unit: nested.number(unit, maximum=INTERVAL_MAX) for unit in INTERVAL_UNITS}
+    if not nested.data:
+        fields.fail("interval", "give at least one of weeks, days, hours, minutes, seconds")
+    fields.absorb(nested)
+    return {unit: value for unit, value in values.items() if value is not None}
+
+
+def _policies(fields: Fields) -> Policies | None:
+    nested = fields.mapping("policies")
+    if nested is None:
+        return None
+    nested.only(POLICY_FIELDS)
+    given: dict[str, Any] = {
+        "overlap": nested.choice("overlap", OVERLAPS),
+        "catchup": nested.choice("catchup", CATCHUPS),
+        "coalesce": nested.boolean("coalesce"),
+        "misfire_grace_time": nested.number(
+            "misfire_grace_time", maximum=365 * DAY, exclusive=True, nullable=True
+        ),
+        "jitter": nested.number("jitter", maximum=DAY),
+        "timeout": nested.number("timeout", maximum=7 * DAY, exclusive=True, nullable=True),
+        "max_instances": nested.number(
+            "max_instances", minimum=1, maximum=MAX_INSTANCES, integer=True
+        ),
+    }
+    fields.absorb(nested)
+    explicit_null = {k for k in _NULLABLE if k in nested.data and nested.data[k] is None}
+    return Policies(**{k: v for k, v in given.items() if v is not None or k in explicit_null})
+
+
+_NULLABLE = frozenset({"misfire_grace_time", "timeout"})
+
+
+class ScheduleViews:
+    """The handlers, bound to one scheduler."""
+
+    def __init__(self, scheduler: PipelineScheduler) -> None:
+        self.scheduler = scheduler
+        self._runs: set[asyncio.Task[RunRecord]] = set()
+
+    def register(self, router: web.UrlDispatcher) -> None:
+        """Register after the health alias: ``/api/schedules/health`` must match first."""
+        collection = router.add_resource("/api/schedules", name="schedules")
+        collection.add_route("GET", self.list)
+        collection.add_route("POST", self.create)
+        item = router.add_resource("/api/schedules/{name}", name="schedule")
+        item.add_route("GET", self.get)
+        item.add_route("DELETE", self.delete)
+        router.add_post("/api/schedules/{name}/enable", self.enable)
+        router.add_post("/api/schedules/{name}/disable", self.disable)
+        router.add_post("/api/schedules/{name}/run", self.run)
+
+    async def list(self, request: web.Request) -> web.Response:
+        """All schedules by name; with ``limit``, one page (``after``: the last name seen)."""
+        query = Query(request, ("limit", "after"))
+        limit = query.integer("limit", 0, 1, LIST_LIMIT) or None
+        after = query.text("after")
+        query.check()
+        infos = await asyncio.to_thread(self.scheduler.list_schedules)
+        if after is not None:
+            names = [info.name for info in infos]
+            infos = infos[bisect.bisect_right(names, after) :]
+        more = limit is not None and len(infos) > limit
+        page = infos[:limit] if limit is not None else infos
+        following = next_link(request, "after", page[-1].name) if more and page else None
+        return page_response("schedules", [schedule_json(i) for i in page], following)
+
+    async def create(self, request: web.Request) -> web.Response:
+        actor = current_actor()
+        data = await json_object(request)
+        body = CreateRequest(data, self.scheduler.pipelines())
+        info = await asyncio.to_thread(
+            lambda: self.scheduler.create_schedule(
+                body.name,
+                body.pipeline,
+                cron=body.cron,
+                every=body.every,
+                interval=body.interval,
+                timezone=body.timezone,
+                policies=body.policies,
+                owner="api",
+                created_by=actor,
+            )
+        )
+        logger.info("schedule %s created by %s through the API", info.name, actor)
+        location = request.app.router["schedule"].url_for(name=info.name)
+        return web.json_response(
+            schedule_json(info), status=201, headers={"Location": str(location)}
+        )
+
+    async def get(self, request: web.Request) -> web.Response:
+        Query(request, ()).check()
+        info = await asyncio.to_thread(self.scheduler.get_schedule, request.match_info["name"])
+        return web.json_response(schedule_json(info))
+
+    async def enable(self, request: web.Request) -> web.Response:
+        actor = current_actor()
+        Query(request, ()).check()
+        name = request.match_info["name"]
+        info = await asyncio.to_thread(
+            lambda: self.scheduler.enable(name, actor=actor, surface="api")
+        )
+        return web.json_response(schedule_json(info))
+
+    async def disable(self, request: web.Request) -> web.Response:
+        actor = current_actor()
+        Query(request, ()).check()
+        name = request.match_info["name"]
+        info = await asyncio.to_thread(
+            lambda: self.scheduler.disable(name, actor=actor, surface="api")
+        )
+        return web.json_response(schedule_json(info))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        actor = current_actor()
+        Query(request, ()).check()
+        name = request.match_info["name"]
+        await asyncio.to_thread(lambda: self.scheduler.unschedule(name, actor=actor, surface="api"))
+        logger.info("schedule %s removed by %s through the API", name, actor)
+        return web.Response(status=204)
+
+    async def run(self, request: web.Request) -> web.Response:
+        """Run now; wait up to ``wait`` seconds for the result, else answer 202."""
+        actor = current_actor()
+        query = Query(request, ("wait",))
+        wait = query.number("wait", RUN_WAIT_DEFAULT, 0, RUN_WAIT_MAX)
+        query.check()
+        name = request.match_info["name"]
+        await asyncio.to_thread(self.scheduler.get_schedule, name)  # 404 before running
+        task = asyncio.create_task(
+            self.scheduler.arun(name, requested_by=actor, trigger="api"), name=f"api-run-{name}"
+        )
+        self._runs.add(task)
+        task.add_done_callback(self._finished)
+        await asyncio.wait({task}, timeout=wait)
+        history = str(request.app.router["schedule-history"].url_for(name=name))
+        if not task.done():
+            body = {
+                "schedule": name,
+                "status": "running",
+                "detail": f"still running after {wait:g} s; its result will be in the history",
+                "history": history,
+            }
+            return web.json_response(body, status=202, headers={"Location": history})
+        return web.json_response(run_json(task.result()))
+
+    def _finished(self, task: asyncio.Task[RunRecord]) -> None:
+        self._runs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.info("API run %s: %s", task.get_name(), task.exception())

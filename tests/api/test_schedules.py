@@ -1,0 +1,300 @@
+"""``/api/schedules``: real HTTP on loopback against a real scheduler on a SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from scheduler.schedules import make_schedule
+from scheduler.service import PipelineScheduler
+
+from .conftest import Api, Gate, StartApi, assert_problem
+
+
+def cron_body(name: str = "nightly", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "pipeline": "noop", "cron": "0 3 * * *", **extra}
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+async def client(api: StartApi) -> Api:
+    return await api()
+
+
+async def test_create_get_list_and_audit(client: Api, scheduler: PipelineScheduler) -> None:
+    assert (await client.get("/api/schedules")).json == {"schedules": [], "next": None}
+    body = cron_body(timezone="Europe/Stockholm", policies={"overlap": "allow", "jitter": 2})
+    created = await client.post("/api/schedules", body)
+    assert created.status == 201, created.text
+    assert created.headers["Location"] == "/api/schedules/nightly"
+    info = created.json
+    assert (info["name"], info["type"], info["expression"], info["owner"]) == (
+        "nightly",
+        "cron",
+        "0 3 * * *",
+        "api",
+    )
+    assert info["created_by"] == "ops" and info["timezone"] == "Europe/Stockholm"
+    assert info["policies"]["overlap"] == "allow" and info["policies"]["jitter"] == 2
+    assert info["next_run"] is not None and info["enabled"] is True
+    assert (await client.get("/api/schedules/nightly")).json == info
+    listed = (await client.get("/api/schedules")).json["schedules"]
+    assert [s["name"] for s in listed] == ["nightly"]
+    trail = scheduler.audit_trail()
+    assert (trail[0]["actor"], trail[0]["surface"], trail[0]["action"]) == (
+        "ops",
+        "api",
+        "schedule",
+    )
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expression"),
+    [
+        ({"every": "15m"}, "every 15m"),
+        ({"interval": {"hours": 1, "minutes": 30}}, "every 1h30m"),
+        ({"interval": {"seconds": 45}}, "every 45s"),
+    ],
+)
+async def test_interval_forms(client: Api, trigger: dict[str, Any], expression: str) -> None:
+    reply = await client.post("/api/schedules", {"name": "tick", "pipeline": "noop", **trigger})
+    assert reply.status == 201, reply.text
+    assert (reply.json["type"], reply.json["expression"]) == ("interval", expression)
+
+
+async def test_unknown_fields_are_listed(client: Api) -> None:
+    reply = await client.post(
+        "/api/schedules", cron_body(colour="red", policies={"overlap": "skip", "speed": 3})
+    )
+    body = assert_problem(reply, 422, "colour", "policies.speed")
+    assert {e["field"] for e in body["errors"]} == {"colour", "policies.speed"}
+
+
+async def test_wrong_types_are_listed(client: Api) -> None:
+    reply = await client.post(
+        "/api/schedules",
+        {
+            "name": 7,
+            "pipeline": "noop",
+            "cron": ["0 3 * * *"],
+            "policies": {"jitter": "lots", "coalesce": "yes", "max_instances": 1.5},
+            "timezone": None,
+        },
+    )
+    body = assert_problem(reply, 422)
+    fields = {e["field"] for e in body["errors"]}
+    assert fields == {
+        "name",
+        "cron",
+        "timezone",
+        "policies.jitter",
+        "policies.coalesce",
+        "policies.max_instances",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (cron_body(cron="0 9 * * 1-9"), "day-of-week"),
+        (cron_body(cron="0 0 30 2 *"), "never"),
+        (cron_body(timezone="Mars/Base"), "Mars/Base"),
+        ({"name": "x", "pipeline": "noop", "every": "15 parsecs"}, "15 parsecs"),
+        ({"name": "x", "pipeline": "noop", "interval": {"seconds": 0.5}}, "whole number"),
+        (cron_body(policies={"timeout": 0}), "timeout"),
+    ],
+)
+async def test_scheduler_judges_meaning_with_its_one_line(
+    client: Api, body: dict[str, Any], fragment: str
+) -> None:
+    problem = assert_problem(await client.post("/api/schedules", body), 422, fragment)
+    assert "\n" not in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"name": "x", "pipeline": "noop"}, "exactly one of cron, every or interval"),
+        (cron_body(every="5m"), "found cron, every"),
+        (cron_body(pipeline="nope"), "no pipeline named 'nope'"),
+        (cron_body(name="health"), "reserved"),
+        (cron_body(name="a/b"), "name: must match"),
+        ({"pipeline": "noop", "cron": "* * * * *"}, "name: is required"),
+        (cron_body(interval={}), "interval"),
+        (cron_body(policies={"max_instances": 0}), "max_instances"),
+        (cron_body(policies={"jitter": float("1e300")}), "jitter"),
+    ],
+)
+async def test_shape_errors(client: Api, body: dict[str, Any], fragment: str) -> None:
+    assert_problem(await client.post("/api/schedules", body), 422, fragment)
+
+
+async def test_body_must_be_a_json_object(client: Api) -> None:
+    assert_problem(await client.post("/api/schedules", [1, 2]), 422, "JSON object")
+    bad = await client.call(
+        "POST", "/api/schedules", data="{", headers={"Content-Type": "application/json"}
+    )
+    assert_problem(bad, 400, "not valid JSON")
+    nan = await client.call(
+        "POST", "/api/schedules", data='{"name": NaN}', headers={"Content-Type": "application/json"}
+    )
+    assert_problem(nan, 400, "NaN")
+    text = await client.call("POST", "/api/schedules", data="name=x")
+    assert_problem(text, 415, "application/json")
+    huge = await client.post("/api/schedules", cron_body(padding="x" * 70_000))
+    assert_problem(huge, 413, "65536")
+
+
+async def test_duplicate_name_is_409(client: Api) -> None:
+    assert (await client.post("/api/schedules", cron_body())).status == 201
+    assert_problem(await client.post("/api/schedules", cron_body()), 409, "exists already")
+
+
+async def test_unknown_schedule_is_404_everywhere(client: Api) -> None:
+    for method, path in [
+        ("GET", "/api/schedules/ghost"),
+        ("DELETE", "/api/schedules/ghost"),
+        ("POST", "/api/schedules/ghost/enable"),
+        ("POST", "/api/schedules/ghost/disable"),
+        ("POST", "/api/schedules/ghost/run"),
+        ("GET", "/api/schedules/ghost/history"),
+    ]:
+        body = assert_problem(await client.call(method, path), 404, "ghost")
+        assert body["type"] == "urn:pipebot:problem:schedule-not-found"
+        assert body["instance"] == path
+
+
+async def test_enable_disable_and_audit(client: Api, scheduler: PipelineScheduler) -> None:
+    await client.post("/api/schedules", cron_body())
+    paused = await client.post("/api/schedules/nightly/disable")
+    assert paused.status == 200 and paused.json["enabled"] is False
+    resumed = await client.post("/api/schedules/nightly/enable")
+    assert resumed.status == 200 and resumed.json["enabled"] is True
+    actions = [(a["actor"], a["surface"], a["action"]) for a in scheduler.audit_trail()[:2]]
+    assert actions == [("ops", "api", "resume"), ("ops", "api", "pause")]
+
+
+async def test_delete(client: Api, scheduler: PipelineScheduler) -> None:
+    await client.post("/api/schedules", cron_body())
+    gone = await client.delete("/api/schedules/nightly")
+    assert gone.status == 204 and gone.text == ""
+    assert_problem(await client.get("/api/schedules/nightly"), 404)
+    assert scheduler.audit_trail()[0]["action"] == "remove"
+
+
+async def test_yaml_owned_schedule_cannot_be_deleted(
+    client: Api, scheduler: PipelineScheduler
+) -> None:
+    yaml = make_schedule(
+        "news", "noop", "cron", {"expression": "0 * * * *"}, timezone="UTC", owner="yaml"
+    )
+    await asyncio.to_thread(scheduler.sync_yaml, [yaml])
+    body = assert_problem(
+        await client.delete("/api/schedules/news"), 403, "pipelines.yml", "/disable"
+    )
+    assert body["type"] == "urn:pipebot:problem:schedule-read-only"
+    assert (await client.post("/api/schedules/news/disable")).json["enabled"] is False
+
+
+async def test_run_now_returns_the_finished_run(client: Api) -> None:
+    await client.post("/api/schedules", cron_body())
+    reply = await client.post("/api/schedules/nightly/run")
+    assert reply.status == 200, reply.text
+    run = reply.json
+    assert (run["status"], run["trigger"], run["requested_by"], run["schedule"]) == (
+        "success",
+        "api",
+        "ops",
+        "nightly",
+    )
+
+
+async def test_run_while_running_is_409_and_slow_runs_are_202(client: Api, gate: Gate) -> None:
+    await client.post("/api/schedules", {"name": "long", "pipeline": "slow", "every": "1h"})
+    accepted = await client.post("/api/schedules/long/run?wait=0.2")
+    assert accepted.status == 202, accepted.text
+    assert accepted.json["status"] == "running"
+    assert accepted.headers["Location"] == "/api/schedules/long/history"
+    assert_problem(await client.post("/api/schedules/long/run"), 409, "already running")
+    gate.release()
+
+    async def finished() -> bool:
+        runs = (await client.get("/api/schedules/long/history")).json["runs"]
+        return any(r["status"] == "success" for r in runs)
+
+    await wait_until(finished)
+    assert_problem(await client.post("/api/schedules/long/run?wait=99"), 422, "query.wait")
+
+
+async def test_twenty_concurrent_creates_one_wins(client: Api) -> None:
+    replies = await asyncio.gather(
+        *(client.post("/api/schedules", cron_body("race")) for _ in range(20))
+    )
+    statuses = Counter(r.status for r in replies)
+    assert statuses == {201: 1, 409: 19}, [r.text for r in replies if r.status not in (201, 409)]
+    for reply in replies:
+        if reply.status == 409:
+            assert_problem(reply, 409, "exists already")
+    assert len((await client.get("/api/schedules")).json["schedules"]) == 1
+
+
+async def test_concurrent_enable_disable_end_consistent(
+    client: Api, scheduler: PipelineScheduler
+) -> None:
+    await client.post("/api/schedules", {"name": "flip", "pipeline": "noop", "every": "1h"})
+    actions = ["enable", "disable"] * 10
+    replies = await asyncio.gather(*(client.post(f"/api/schedules/flip/{a}") for a in actions))
+    assert {r.status for r in replies} == {200}
+    stored = (await client.get("/api/schedules/flip")).json["enabled"]
+
+    async def engine_agrees() -> bool:
+        info = (await client.get("/api/schedules/flip")).json
+        return info["enabled"] is stored and (info["next_run"] is None) is (not stored)
+
+    await wait_until(engine_agrees)  # the watchdog applies the store's last word
+    trail = [a for a in scheduler.audit_trail(100) if a["target"] == "flip"]
+    assert Counter(a["action"] for a in trail) == {"resume": 10, "pause": 10, "schedule": 1}
+
+
+async def test_list_pages_by_name(client: Api) -> None:
+    names = [f"job-{i:02d}" for i in range(7)]
+    for name in reversed(names):
+        assert (await client.post("/api/schedules", cron_body(name))).status == 201
+    seen: list[str] = []
+    path: str | None = "/api/schedules?limit=3"
+    pages = 0
+    while path is not None:
+        reply = await client.get(path)
+        assert reply.status == 200, reply.text
+        seen += [s["name"] for s in reply.json["schedules"]]
+        path = reply.json["next"]
+        if path is not None:
+            assert reply.headers["Link"] == f'<{path}>; rel="next"'
+        pages += 1
+    assert seen == names and pages == 3
+    after = (await client.get("/api/schedules?after=job-04")).json["schedules"]
+    assert [s["name"] for s in after] == ["job-05", "job-06"]
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=1001", "limit=x", "limit=1&limit=2", "colour=red"]
+)
+async def test_list_query_is_checked(client: Api, query: str) -> None:
+    assert_problem(await client.get(f"/api/schedules?{query}"), 422, "query.")
+
+
+async def test_health_alias_is_not_a_schedule_name(client: Api) -> None:
+    reply = await client.get("/api/schedules/health", token=False)
+    assert reply.status == 200 and reply.json["status"] in ("ok", "degraded")
