@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from api.app import start_api, stop_api
+from api.settings import ApiSettings
+from bot.app import PipeBot
+from bot.runner import run_bot
+from bot.settings import BotSettings
 from scheduler.errors import SchedulerError
 from scheduler.service import PipelineScheduler
 from scheduler.settings import SchedulerSettings
@@ -47,8 +51,12 @@ def build_scheduler(
     return scheduler, project
 
 
-async def serve(settings: SchedulerSettings, path: Path) -> int:
-    """Run until SIGTERM/SIGINT; returns the exit code."""
+async def serve(
+    settings: SchedulerSettings, path: Path, *, stop: asyncio.Event | None = None
+) -> int:
+    """Run until SIGTERM/SIGINT (or until ``stop`` is set, for embedding); the exit code."""
+    bot_settings = BotSettings.from_env()  # bad settings refuse to start, before anything runs
+    api_settings = ApiSettings.from_env()
     loop = asyncio.get_running_loop()
     loop.set_default_executor(
         ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="pipebot")
@@ -62,8 +70,40 @@ async def serve(settings: SchedulerSettings, path: Path) -> int:
         len(project.unscheduled),
     )
     await asyncio.to_thread(scheduler.sync_yaml, project.schedules)
+    api = await start_api(scheduler, api_settings) if api_settings.enabled else None
     await scheduler.astart()
     gc.freeze()  # start-up objects leave the collector's scans: shorter pauses under bursts
+    await _log_schedules(scheduler)
+    stop = stop or asyncio.Event()
+    _install_signals(loop, stop, scheduler)
+    startup = [asyncio.create_task(_startup_run(scheduler, name)) for name in project.unscheduled]
+    bot = _start_bot(scheduler, bot_settings, stop)
+    await stop.wait()
+    logger.info("stopping: no new runs; waiting for running ones")
+    if bot is not None:
+        await bot  # run_bot closes the gateway session once ``stop`` is set
+    cancelled = await scheduler.astop()
+    for task in startup:
+        task.cancel()
+    await asyncio.gather(*startup, return_exceptions=True)
+    if api is not None:
+        await stop_api(api)
+    logger.info("stopped (%d run(s) cancelled at shutdown)", cancelled)
+    return 0
+
+
+def _start_bot(
+    scheduler: PipelineScheduler, settings: BotSettings, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """The Discord bot on this loop, reconnecting with backoff; None without a token."""
+    if settings.token is None:
+        logger.info("DISCORD_TOKEN is not set: running the scheduler without the Discord bot")
+        return None
+    bot = PipeBot(scheduler, settings, start_scheduler=False)
+    return asyncio.create_task(run_bot(bot, settings.token, stop=stop), name="pipebot-bot")
+
+
+async def _log_schedules(scheduler: PipelineScheduler) -> None:
     for info in await asyncio.to_thread(scheduler.list_schedules):
         logger.info(
             "schedule %s (%s %s %s, owner %s): next run %s",
@@ -74,19 +114,6 @@ async def serve(settings: SchedulerSettings, path: Path) -> int:
             info.owner,
             _local(info.next_run, info.timezone),
         )
-    startup = [asyncio.create_task(_startup_run(scheduler, name)) for name in project.unscheduled]
-    if not os.environ.get("DISCORD_TOKEN"):
-        logger.info("DISCORD_TOKEN is not set: running the scheduler without the Discord bot")
-    stop = asyncio.Event()
-    _install_signals(loop, stop, scheduler)
-    await stop.wait()
-    logger.info("stopping: no new runs; waiting for running ones")
-    cancelled = await scheduler.astop()
-    for task in startup:
-        task.cancel()
-    await asyncio.gather(*startup, return_exceptions=True)
-    logger.info("stopped (%d run(s) cancelled at shutdown)", cancelled)
-    return 0
 
 
 def _local(moment: datetime | None, timezone: str) -> str:
@@ -111,7 +138,8 @@ def _install_signals(
                 report = await asyncio.to_thread(scheduler.reload)
                 logger.info("reloaded pipelines.yml: %s", report)
             except Exception as exc:  # a bad edit must not stop a running scheduler
-                logger.error("reload refused, keeping the running configuration: %s", exc)
+                problems = str(exc).replace("\n", "; ")
+                logger.error("reload refused, keeping the running configuration: %s", problems)
 
         loop.create_task(run())
 
