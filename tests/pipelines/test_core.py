@@ -363,10 +363,13 @@ async def test_sync_stream_is_told_when_its_run_is_abandoned() -> None:
     assert SyncSinkSeesAbandon.outcome == ["ended"]
     SyncSinkSeesAbandon.outcome.clear()
     result = await pipeline(
-        StageSpec(AsyncSource, {"count": 2000}),
+        StageSpec(AsyncSource, {"count": 1_000_000}),  # far more than the stages buffer
         StageSpec(SyncSinkSeesAbandon),
         StageSpec(Explode, {"at": 1500}),
     ).run()
     assert result.status == "failed"
-    await asyncio.sleep(0.3)  # the sink's thread notices the stop
+    for _ in range(200):  # the sink's thread notices the stop on its own schedule
+        if SyncSinkSeesAbandon.outcome:
+            break
+        await asyncio.sleep(0.05)
     assert SyncSinkSeesAbandon.outcome != ["ended"]
