@@ -9,6 +9,7 @@
     pipebot jobs remove|pause|resume|run NAME
     pipebot history [NAME] [--limit N] [--json]
     pipebot health [--json]
+    pipebot sync-commands [--if-changed]                (Discord slash commands)
 
 Configuration errors and unknown names print one clear line and exit 2.
 """
@@ -71,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true")
     health = sub.add_parser("health", help="scheduler health")
     health.add_argument("--json", action="store_true")
+    sync = sub.add_parser("sync-commands", help="push the Discord slash commands now")
+    sync.add_argument("--if-changed", action="store_true", help="only when the command set changed")
     return parser
 
 
@@ -104,7 +107,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(serve(settings, path))
     if command == "next":
         return _next(args, settings)
+    if command == "sync-commands":
+        return _sync_commands(settings, force=not args.if_changed)
     return _with_scheduler(args, settings, path)
+
+
+def _sync_commands(settings: SchedulerSettings, *, force: bool) -> int:
+    from bot.settings import BotSettings
+    from bot.sync import run_sync_commands
+    from scheduler.service import PipelineScheduler
+
+    result = asyncio.run(
+        run_sync_commands(PipelineScheduler(settings), BotSettings.from_env(), force=force)
+    )
+    print(result)
+    return 0
 
 
 def _next(args: argparse.Namespace, settings: SchedulerSettings) -> int:

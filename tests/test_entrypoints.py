@@ -774,3 +774,13 @@ def test_cli_validate_lists_every_problem(project: Project, tmp_path: Path) -> N
     assert "5 problems" in broken.stderr, broken.stderr
     for name in ("first", "second", "badcron", "badzone", "badclass"):
         assert f"pipelines.{name}" in broken.stderr, (name, broken.stderr)
+
+
+def test_cli_sync_commands_needs_a_token_and_says_so(project: Project) -> None:
+    project.write(GOOD)
+
+    result = project.cli("sync-commands")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "DISCORD_TOKEN: is not set" in result.stderr
+    assert "Traceback" not in result.stderr
