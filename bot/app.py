@@ -1,9 +1,15 @@
 """``PipeBot``: the discord.py bot, given the scheduler facade and its settings.
 
-``setup_hook`` starts the scheduler on this loop when nobody has yet, loads the command
-groups, registers the persistent alert buttons and the scheduler listeners, and syncs
-the slash commands when they changed. The bot uses the scheduler only through the
-``PipelineScheduler`` facade; synchronous facade calls run in worker threads.
+The alert listener is attached in ``__init__``: build the bot before
+``scheduler.astart()`` and the alerts of start-up (abandoned runs, missed instants) are
+held until the bot is connected, then posted. ``setup_hook`` starts the scheduler on this
+loop when nobody has yet, loads the command groups, registers the persistent alert
+buttons, and syncs the slash commands when they changed. The bot uses the scheduler only
+through the ``PipelineScheduler`` facade; synchronous facade calls run in worker threads.
+
+A closed discord.py client cannot log in again (its HTTP session, loop and view store
+are gone), so ``bot.runner.run_bot`` continues after a failure with ``successor()``: a
+new client sharing the alert poster (and the alerts it holds).
 """
 
 from __future__ import annotations
@@ -111,8 +117,10 @@ class PipeBot(commands.Bot):
         *,
         start_scheduler: bool = True,
         sync_on_start: bool = True,
+        alerts: AlertPoster | None = None,
         **options: Any,
     ) -> None:
+        self._options = dict(options)
         options.setdefault("intents", default_intents())
         options.setdefault("max_ratelimit_timeout", MAX_RATELIMIT_TIMEOUT)
         super().__init__(
@@ -128,30 +136,39 @@ class PipeBot(commands.Bot):
         self.sync_on_start = sync_on_start
         self.started_scheduler = False
         """Whether this bot started the scheduler (its owner must then stop it)."""
-        self.alerts = AlertPoster(self)
-        self._prepared = False
+        if alerts is None:
+            alerts = AlertPoster(self)
+            scheduler.add_listener(alerts.on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        alerts.bot = self
+        self.alerts = alerts
         self._names: list[str] = []
         self._names_at = float("-inf")
         self._background: set[asyncio.Task[None]] = set()
+        scheduler.add_listener(self._on_schedules_changed, EVENT_JOB_ADDED | EVENT_JOB_REMOVED)
+
+    def successor(self) -> PipeBot:
+        """A new client like this one, for the next login; it takes over the alerts."""
+        return type(self)(
+            self.scheduler,
+            self.settings,
+            start_scheduler=self.start_scheduler,
+            sync_on_start=self.sync_on_start,
+            alerts=self.alerts,
+            **self._options,
+        )
 
     def __repr__(self) -> str:
         return f"<PipeBot user={self.user!r} scheduler={self.scheduler!r}>"
 
     async def setup_hook(self) -> None:
-        """Once per login: scheduler, command groups, buttons, listeners, command sync."""
+        """At login (once per client): scheduler, command groups, buttons, command sync."""
         if self.start_scheduler and not self.scheduler.running:
             await self.scheduler.astart()
             self.started_scheduler = True
         self.alerts.loop = asyncio.get_running_loop()
-        if not self._prepared:  # a login after a failed one must not add anything twice
-            for cog in COGS:
-                await self.add_cog(cog(self))
-            self.add_dynamic_items(RerunButton, PauseButton)
-            self.scheduler.add_listener(self.alerts.on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
-            self.scheduler.add_listener(
-                self._on_schedules_changed, EVENT_JOB_ADDED | EVENT_JOB_REMOVED
-            )
-            self._prepared = True
+        for cog in COGS:
+            await self.add_cog(cog(self))
+        self.add_dynamic_items(RerunButton, PauseButton)
         if self.sync_on_start:
             try:
                 await sync_commands(self, force=False)
@@ -167,8 +184,13 @@ class PipeBot(commands.Bot):
             user.id if user is not None else "?",
             len(self.guilds),
         )
+        self.alerts.flush()
+
+    async def on_resumed(self) -> None:
+        self.alerts.flush()
 
     async def close(self) -> None:
+        self.scheduler.remove_listener(self._on_schedules_changed)
         discord_sink.clear_client(self)
         for task in list(self._background):
             task.cancel()
@@ -177,7 +199,7 @@ class PipeBot(commands.Bot):
         await super().close()
 
     def detach(self) -> None:
-        """Stop listening to the scheduler (when the bot is gone for good)."""
+        """Stop alerting: the bot is gone for good (``run_bot`` calls it when it returns)."""
         self.scheduler.remove_listener(self.alerts.on_event)
         self.scheduler.remove_listener(self._on_schedules_changed)
 

@@ -3,7 +3,8 @@
 BotError
 ├── SettingsError       a ``DISCORD_*`` variable cannot be used (names the variable)
 ├── NotAllowedError     the user, channel or server may not use this (also a CheckFailure)
-└── InteractionExpired  the interaction token ran out before we could answer
+├── InteractionExpired  the interaction token ran out before we could answer
+└── SyncError           ``pipebot sync-commands`` could not sync (token, Discord refusing)
 
 ``handle_error`` is the only place where an exception becomes a message in Discord:
 our own errors (``BotError``, ``scheduler.SchedulerError``) become one short ephemeral
@@ -20,6 +21,8 @@ import discord
 from discord import app_commands
 
 from scheduler.errors import SchedulerError
+
+from .reply import settle
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,10 @@ class NotAllowedError(BotError, app_commands.CheckFailure):
 
 class InteractionExpired(BotError):
     """The interaction's token expired (or Discord forgot it) before the answer was sent."""
+
+
+class SyncError(BotError):
+    """The slash commands could not be synced; the message says why (never the token)."""
 
 
 def is_expired(error: BaseException) -> bool:
@@ -100,6 +107,7 @@ async def handle_error(interaction: discord.Interaction[Any], error: BaseExcepti
 async def reply_ephemeral(interaction: discord.Interaction[Any], message: str) -> None:
     """Send ``message`` to the user only, as the response or as a follow-up."""
     text = message if len(message) <= 2000 else message[:1999] + "…"
+    await settle(interaction)  # a defer under way first (exactly one acknowledgement)
     try:
         if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
             # After a "thinking…" defer the error replaces it (visible as the defer was).

@@ -384,12 +384,16 @@ def _job_value(info: ScheduleInfo) -> str:
 
 
 def pipeline_fields(
-    pipelines: Mapping[str, str], schedules: Iterable[ScheduleInfo]
+    pipelines: Mapping[str, str],
+    schedules: Iterable[ScheduleInfo],
+    last_runs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[tuple[str, str]]:
-    """``(name, value)`` per pipeline for ``/pipelines``: description and its schedules."""
+    """``(name, value)`` per pipeline for ``/pipelines``: description, its schedules (in
+    words, cron, zone, next run, last status) and its last run of any trigger."""
     by_pipeline: dict[str, list[ScheduleInfo]] = {}
     for info in schedules:
         by_pipeline.setdefault(info.pipeline, []).append(info)
+    last_runs = last_runs or {}
     fields = []
     for name, description in pipelines.items():
         lines = [clean(description, 300) if description else "*no description*"]
@@ -404,6 +408,12 @@ def pipeline_fields(
             lines.append(f"…and {len(own) - 3} more schedules (`/jobs`)")
         if not own:
             lines.append("not scheduled · run it with `/run`")
+        last = last_runs.get(name)
+        if last is None:
+            lines.append("last run: never")
+        else:
+            at = parse_time(last.get("started_at")) or parse_time(last.get("scheduled_for"))
+            lines.append(f"last run: {status_text(str(last.get('status')))} {timestamp(at)}")
         fields.append(
             (clean(name, FIELD_NAME_CHARS), truncate("\n".join(lines), FIELD_VALUE_CHARS))
         )

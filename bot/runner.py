@@ -1,10 +1,11 @@
 """Run the bot next to the scheduler: reconnect with capped exponential backoff.
 
 discord.py already resumes dropped gateway sessions inside ``Client.connect``; what
-escapes it (a rejected token, Discord or the network down at login, a gateway that
-keeps closing) ends ``bot.start``. ``run_bot`` then logs one line (never the token),
-waits, and starts again, until ``stop`` is set. Nothing here can stop the scheduler:
-``run_bot`` returns instead of raising, and runs go on while the bot is away.
+escapes it (a rejected token, Discord or the network down at login, a gateway close it
+does not resume) ends ``bot.start``. ``run_bot`` then logs one line (never the token),
+waits, and starts again with ``bot.successor()`` (a closed discord.py client cannot log
+in again), until ``stop`` is set. Nothing here can stop the scheduler: ``run_bot``
+returns instead of raising, and runs go on while the bot is away.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import asyncio
 import contextlib
 import logging
 import random
+from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
-from discord.ext import commands
 
 from pipelines.secret import Secret
+
+if TYPE_CHECKING:
+    from .app import PipeBot
 
 logger = logging.getLogger(__name__)
 
@@ -56,49 +60,58 @@ def describe(error: BaseException, token: str) -> str:
 
 
 async def run_bot(
-    bot: commands.Bot,
+    bot: PipeBot,
     token: Secret,
     *,
     stop: asyncio.Event,
     initial_delay: float = INITIAL_DELAY,
     max_delay: float = MAX_DELAY,
 ) -> None:
-    """``bot.start(token)`` until ``stop`` is set, starting again after failures."""
+    """``bot.start(token)`` until ``stop`` is set, with a fresh client after each failure.
+
+    Returns once ``stop`` is set (the gateway session closed), or after an error that is
+    not Discord's or the network's (logged with its traceback); then the bot stops
+    alerting (``bot.detach()``).
+    """
     secret = token.get_secret_value()
     attempt = 0
     loop = asyncio.get_running_loop()
-    while not stop.is_set():
-        attempt += 1
-        started = loop.time()
-        error = await _attempt(bot, secret, stop)
-        if stop.is_set():
-            break
-        if error is None:
-            logger.info("Discord bot closed; not reconnecting")
-            return
-        if not isinstance(error, RETRYABLE):
-            logger.error(
-                "Discord bot stopped by an unexpected error; the scheduler keeps running: %s",
+    try:
+        while not stop.is_set():
+            attempt += 1
+            started = loop.time()
+            error = await _attempt(bot, secret, stop)
+            if stop.is_set():
+                break
+            if error is None:
+                logger.info("Discord bot closed; not reconnecting")
+                return
+            if not isinstance(error, RETRYABLE):
+                logger.error(
+                    "Discord bot stopped by an unexpected error; the scheduler keeps running: %s",
+                    describe(error, secret),
+                    exc_info=error,
+                )
+                return
+            if loop.time() - started >= STABLE_AFTER:
+                attempt = 1
+            delay = backoff(attempt, initial=initial_delay, cap=max_delay)
+            logger.warning(
+                "Discord bot disconnected (attempt %d): %s; retrying in %.2f s",
+                attempt,
                 describe(error, secret),
-                exc_info=error,
+                delay,
             )
-            return
-        if loop.time() - started >= STABLE_AFTER:
-            attempt = 1
-        delay = backoff(attempt, initial=initial_delay, cap=max_delay)
-        logger.warning(
-            "Discord bot disconnected (attempt %d): %s; retrying in %.1f s",
-            attempt,
-            describe(error, secret),
-            delay,
-        )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-    await _close(bot)
-    logger.info("Discord bot stopped")
+            bot = bot.successor()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        await _close(bot)
+        logger.info("Discord bot stopped")
+    finally:
+        bot.detach()
 
 
-async def _attempt(bot: commands.Bot, secret: str, stop: asyncio.Event) -> BaseException | None:
+async def _attempt(bot: PipeBot, secret: str, stop: asyncio.Event) -> BaseException | None:
     """One ``bot.start``: its error, or None if it ended cleanly (or ``stop`` was set)."""
     starting = asyncio.create_task(bot.start(secret), name="pipebot-discord")
     stopping = asyncio.create_task(stop.wait(), name="pipebot-discord-stop")
@@ -113,12 +126,10 @@ async def _attempt(bot: commands.Bot, secret: str, stop: asyncio.Event) -> BaseE
                 await starting
     error = None if starting.cancelled() else starting.exception()
     await _close(bot)
-    if error is not None:
-        bot.clear()  # a closed client can log in again only after clear()
     return error
 
 
-async def _close(bot: commands.Bot) -> None:
+async def _close(bot: PipeBot) -> None:
     if bot.is_closed():
         return
     try:

@@ -53,6 +53,7 @@ class TinyBot(commands.Bot):
             slow,
             panel,
             ops,
+            purge,
             report,
             pipeline_group,
         ]
@@ -136,6 +137,12 @@ async def panel(interaction: discord.Interaction) -> None:
 @app_commands.checks.has_role("Pipeline Operator")
 async def ops(interaction: discord.Interaction) -> None:
     await interaction.response.send_message("ok", ephemeral=True)
+
+
+@app_commands.command(description="Server managers only, by default")
+@app_commands.default_permissions(manage_guild=True)
+async def purge(interaction: discord.Interaction) -> None:
+    await interaction.response.send_message(f"purged by {interaction.user.name}")
 
 
 @app_commands.command(description="Answer with a file")
@@ -362,7 +369,7 @@ async def test_sync_records_the_bulk_overwrite_and_guild_commands_win(
         put = fake_discord.requests_to("PUT /applications/{application_id}/commands")[0]
         assert put.params["application_id"] == fake_discord.application_id
         names = sorted(c["name"] for c in put.json)
-        assert names == ["ops", "panel", "ping", "pipeline", "report", "run", "slow"]
+        assert names == ["ops", "panel", "ping", "pipeline", "purge", "report", "run", "slow"]
         run_options = next(c for c in put.json if c["name"] == "run")["options"]
         assert [
             (o["name"], o["type"], o["required"], o.get("autocomplete")) for o in run_options
@@ -556,6 +563,25 @@ async def test_role_checks_see_the_members_roles(fake_discord: FakeDiscord) -> N
         )
         assert (await promoted.response())["data"]["content"] == "ok"
         assert [type(e) for e in bot.errors] == [app_commands.MissingRole]
+
+
+async def test_default_member_permissions_keep_a_command_from_members_until_opened(
+    fake_discord: FakeDiscord,
+) -> None:
+    bot = TinyBot()
+    async with running(bot, fake_discord):
+        await bot.tree.sync()
+        for name in ("alice", "bob"):
+            with pytest.raises(PermissionError, match="default_member_permissions"):
+                await fake_discord.interact("purge", user=fake_discord.user(name))
+        owner = await fake_discord.interact("purge", user=fake_discord.user("owner"))
+        assert (await owner.response())["data"]["content"] == "purged by owner"
+        fake_discord.set_role_permissions(fake_discord.role("Pipeline Operator"), 1 << 5)
+        alice = await fake_discord.interact("purge", user=fake_discord.user("alice"))
+        assert (await alice.response())["data"]["content"] == "purged by alice"
+        fake_discord.open_command("purge")  # Server Settings → Integrations: everyone
+        bob = await fake_discord.interact("purge", user=fake_discord.user("bob"))
+        assert (await bob.response())["data"]["content"] == "purged by bob"
 
 
 # -- enforced rules ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from scheduler.errors import SchedulerError
 
 from .. import render
 from ..permissions import admin_only
+from ..reply import respond, start_deadline
 from ..views import Confirm
 from .base import PipeCog, actor_of
 
@@ -30,11 +31,11 @@ class ControlCommands(PipeCog):
     @app_commands.autocomplete(job_id=PipeCog.schedule_choices)
     @admin_only()
     async def pause(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        start_deadline(interaction)
         actor = actor_of(interaction.user)
         await asyncio.to_thread(self.scheduler.disable, job_id, actor=actor, surface="chat")
-        await interaction.response.send_message(
-            f"⏸️ Paused {render.code(job_id, 110)}. `/resume` starts it again.",
-            allowed_mentions=NONE,
+        await respond(
+            interaction, f"⏸️ Paused {render.code(job_id, 110)}. `/resume` starts it again."
         )
         self.bot.post_audit(actor, "paused", job_id)
 
@@ -45,13 +46,14 @@ class ControlCommands(PipeCog):
     @app_commands.autocomplete(job_id=PipeCog.schedule_choices)
     @admin_only()
     async def resume(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        start_deadline(interaction)
         actor = actor_of(interaction.user)
         await asyncio.to_thread(self.scheduler.enable, job_id, actor=actor, surface="chat")
         # Read again: the engine applies the change on this loop, after enable() returned.
         info = await asyncio.to_thread(self.scheduler.get_schedule, job_id)
-        await interaction.response.send_message(
+        await respond(
+            interaction,
             f"▶️ Resumed {render.code(job_id, 110)}: next run {render.timestamp(info.next_run)}.",
-            allowed_mentions=NONE,
         )
         self.bot.post_audit(actor, "resumed", job_id)
 
@@ -64,23 +66,24 @@ class ControlCommands(PipeCog):
     @app_commands.autocomplete(job_id=PipeCog.schedule_choices)
     @admin_only()
     async def remove(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        start_deadline(interaction)
         info = await asyncio.to_thread(self.scheduler.get_schedule, job_id)
         name = render.code(job_id, 110)
         if info.owner == "yaml":
             logger.info("/remove of %s refused: owned by pipelines.yml", job_id)
-            await interaction.response.send_message(
+            await respond(
+                interaction,
                 f"{name} comes from pipelines.yml and cannot be removed from chat: "
                 f"remove it there, or stop it with `/pause job_id:{render.truncate(job_id, 100)}`.",
                 ephemeral=True,
-                allowed_mentions=NONE,
             )
             return
         view = Confirm(owner_id=interaction.user.id, confirm_label="Remove")
         view.interaction = interaction
-        await interaction.response.send_message(
+        await respond(
+            interaction,
             f"Remove {name} ({render.schedule_text(info)})? This cannot be undone.",
             view=view,
-            allowed_mentions=NONE,
         )
         await view.wait()
         await self._finish_remove(interaction, view, job_id)
@@ -96,17 +99,18 @@ class ControlCommands(PipeCog):
         if not view.value:
             await answer.response.edit_message(content=f"Kept {name}.", view=view)
             return
+        await answer.response.defer()  # at once; the message is updated once it is done
         actor = actor_of(answer.user)
         try:
             await asyncio.to_thread(self.scheduler.unschedule, job_id, actor=actor, surface="chat")
         except SchedulerError as exc:  # removed meanwhile, or read-only after all
             logger.info("/remove of %s failed: %s", job_id, exc)
-            await answer.response.edit_message(
+            await answer.edit_original_response(
                 content=f"Not removed: {render.clean(exc, 1800)}", view=view, allowed_mentions=NONE
             )
             return
         self.bot.forget_schedule_names()
-        await answer.response.edit_message(
+        await answer.edit_original_response(
             content=f"🗑️ Removed {name} ({render.actor_text(actor)}).",
             view=view,
             allowed_mentions=NONE,

@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 
 from .. import render
+from ..reply import respond, start_deadline
 from .base import PipeCog
 
 
@@ -18,8 +19,6 @@ class HistoryCommands(PipeCog):
     @app_commands.describe(pipeline="A pipeline or schedule name")
     @app_commands.autocomplete(pipeline=PipeCog.pipeline_choices)
     async def history(self, interaction: discord.Interaction[Any], pipeline: str) -> None:
+        start_deadline(interaction)
         rows = await asyncio.to_thread(self.scheduler.get_history, pipeline, render.HISTORY_ROWS)
-        await interaction.response.send_message(
-            embed=render.history_embed(pipeline, rows),
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
+        await respond(interaction, embed=render.history_embed(pipeline, rows))

@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 
 from .. import render
+from ..reply import respond, start_deadline
 from .base import PipeCog
 from .schedule import trigger_args
 
@@ -46,7 +47,6 @@ class InfoCommands(PipeCog):
     @app_commands.command(name="health", description="Is the scheduler healthy?")
     @app_commands.guild_only()
     async def health(self, interaction: discord.Interaction[Any]) -> None:
+        start_deadline(interaction)  # /health is for when things are slow
         health = await asyncio.to_thread(self.scheduler.health_check)
-        await interaction.response.send_message(
-            embed=render.health_embed(health), allowed_mentions=discord.AllowedMentions.none()
-        )
+        await respond(interaction, embed=render.health_embed(health))

@@ -11,6 +11,7 @@ from discord import app_commands
 
 from .. import render
 from ..permissions import admin_only
+from ..reply import respond, start_deadline
 from .base import PipeCog, actor_of
 
 PREVIEW_COUNT = 3
@@ -49,6 +50,7 @@ class ScheduleCommands(PipeCog):
         cron: app_commands.Range[str, 1, 200],
         timezone: app_commands.Range[str, 1, 64] | None = None,
     ) -> None:
+        start_deadline(interaction)
         cron_text, every = trigger_args(cron)
         # The preview validates with exactly the trigger that will fire the schedule.
         upcoming = await asyncio.to_thread(
@@ -70,10 +72,7 @@ class ScheduleCommands(PipeCog):
             every=every,
         )
         self.bot.forget_schedule_names()
-        await interaction.response.send_message(
-            embed=render.schedule_created_embed(info, upcoming),
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
+        await respond(interaction, embed=render.schedule_created_embed(info, upcoming))
         self.bot.post_audit(
             actor, "scheduled", info.name, f"{pipeline}: {info.expression} {info.timezone}"
         )

@@ -16,7 +16,9 @@ or 2,000 characters of content, per message).
 
 A rate limit longer than ``max_ratelimit_timeout`` seconds fails the run instead of
 sleeping; so does a missing or forbidden channel or webhook (403/404), with a message
-that names the channel or the webhook's id, never its token.
+that names the channel or the webhook's id, never its token. (Through the running bot,
+discord.py applies the bot's own limit, 60 s; every send is also cut off after
+``max_ratelimit_timeout`` + 30 s, so a run never waits longer than that per message.)
 """
 
 from __future__ import annotations

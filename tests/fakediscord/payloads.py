@@ -20,6 +20,7 @@ DISCORD_EPOCH_MS = 1420070400000
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
 ADD_REACTIONS = 1 << 6
 ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 EMBED_LINKS = 1 << 14

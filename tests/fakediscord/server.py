@@ -66,8 +66,8 @@ class FakeDiscord(World):
 
     World: ``guild``, ``channel(name)``, ``role(name)``, ``user(name)``, ``add_channel()``,
     ``add_role()``, ``add_member()``, ``set_roles()``, ``add_webhook()`` (see ``World``).
-    Driver: ``interact()``, ``autocomplete()``, ``click()``, ``dispatch()``, ``advance()``,
-    ``rate_limit()``, ``outage()``, ``drop_gateway()``, ``request_reconnect()``,
+    Driver: ``interact()``, ``autocomplete()``, ``click()``, ``open_command()``, ``dispatch()``,
+    ``advance()``, ``rate_limit()``, ``outage()``, ``drop_gateway()``, ``request_reconnect()``,
     ``invalidate_session()``. Records: ``requests``, ``violations``, ``gateway.frames``,
     ``gateway.connections``, ``callbacks()``, ``messages()``, ``commands()``, ``wait_for()``.
     """
@@ -89,6 +89,8 @@ class FakeDiscord(World):
         self.interactions: dict[str, InteractionRecord] = {}
         self.rate_limits: list[RateLimitRule] = []
         self.commands_by_scope: dict[str | None, list[JSON]] = {}
+        self.opened_commands: set[tuple[str, str]] = set()
+        """``(guild id, command name)`` a server admin opened to everyone (``open_command``)."""
         self.store = MessageStore(self.users, self.broadcast, self.wall)
         self._buckets: dict[str, Bucket] = {}
         self._waiters: list[asyncio.Future[None]] = []
@@ -489,6 +491,26 @@ class FakeDiscord(World):
         self.commands_by_scope[guild_id] = stored
         return stored
 
+    def open_command(self, name: str, guild: GuildState | None = None) -> None:
+        """A server admin allows ``/name`` for everyone (Server Settings → Integrations),
+        overriding the command's ``default_member_permissions`` in that server."""
+        self.opened_commands.add(((guild or self.guild).id, name))
+
+    def _check_default_permissions(self, command: JSON, guild: GuildState, member: JSON) -> None:
+        """The Discord client does not offer a command whose ``default_member_permissions``
+        the member lacks (administrators and the owner always pass), unless it was opened."""
+        required = command.get("default_member_permissions")
+        if required is None or (guild.id, command["name"]) in self.opened_commands:
+            return
+        need, held = int(required), int(member["permissions"])
+        if held & payloads.ADMINISTRATOR or (need and held & need == need):
+            return
+        raise PermissionError(
+            f"the Discord client does not offer /{command['name']} to user "
+            f"{member['user']['username']}: it needs permissions {need} "
+            "(default_member_permissions); use open_command() to override"
+        )
+
     def _lookup_command(self, path: str, guild: GuildState) -> tuple[JSON, list[str], str | None]:
         name, *rest = path.split()
         for scope in (guild.id, None):
@@ -584,11 +606,14 @@ class FakeDiscord(World):
         ``roles`` (role payloads, ids or names) replaces the member's roles for this
         interaction. Options are typed from the registered schema and validated like the
         Discord client does (``ValueError``); user/channel/role options take ids or payloads
-        and come with ``resolved`` data.
+        and come with ``resolved`` data. A member lacking the command's
+        ``default_member_permissions`` cannot invoke it (``PermissionError``), as in the
+        Discord client, unless a server admin opened it (``open_command``).
         """
         guild, channel = self._context(guild_id, channel_id)
         member = self._member(guild, user, roles, channel)
         found, path, scope = self._lookup_command(command, guild)
+        self._check_default_permissions(found, guild, member)
         builder = interaction_data.OptionBuilder(guild, self.users, focused=None)
         data = interaction_data.command_data(found, path, dict(options or {}), builder, scope)
         return self._new_interaction(2, data, guild, channel, member, locale=locale)
@@ -609,6 +634,7 @@ class FakeDiscord(World):
         guild, channel = self._context(guild_id, channel_id)
         member = self._member(guild, user, None, channel)
         found, path, scope = self._lookup_command(command, guild)
+        self._check_default_permissions(found, guild, member)
         builder = interaction_data.OptionBuilder(guild, self.users, focused=focused)
         values = {**(options or {}), focused: value}
         data = interaction_data.command_data(found, path, values, builder, scope)

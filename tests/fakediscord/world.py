@@ -98,6 +98,12 @@ class World:
         self.broadcast("GUILD_ROLE_CREATE", {"guild_id": guild.id, "role": role}, INTENT_GUILDS)
         return role
 
+    def set_role_permissions(self, role: JSON, permissions: int) -> None:
+        """Change a role's permission bits (GUILD_ROLE_UPDATE to the bot)."""
+        guild = next(g for g in self.guilds.values() if role["id"] in g.roles)
+        role["permissions"] = str(permissions)
+        self.broadcast("GUILD_ROLE_UPDATE", {"guild_id": guild.id, "role": role}, INTENT_GUILDS)
+
     def add_member(
         self, username: str, *, roles: Sequence[JSON] = (), guild: GuildState | None = None
     ) -> JSON:
