@@ -10,6 +10,7 @@
     pipebot history [NAME] [--limit N] [--json]
     pipebot health [--json]
     pipebot sync-commands [--if-changed]                (Discord slash commands)
+    pipebot worker [--concurrency N] [--name NAME]      (Celery worker, celery extra)
 
 Configuration errors and unknown names print one clear line and exit 2.
 """
@@ -74,7 +75,20 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--json", action="store_true")
     sync = sub.add_parser("sync-commands", help="push the Discord slash commands now")
     sync.add_argument("--if-changed", action="store_true", help="only when the command set changed")
+    worker = sub.add_parser("worker", help="run pipelines for SCHEDULER_EXECUTOR=celery")
+    worker.add_argument("--concurrency", type=_positive, default=None)
+    worker.add_argument("--name", default=None, help="worker name (default: host:pid)")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,6 +121,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(serve(settings, path))
     if command == "next":
         return _next(args, settings)
+    if command == "worker":
+        from .worker import run_worker  # celery is an optional extra
+
+        return run_worker(settings, path, concurrency=args.concurrency, name=args.name)
     if command == "sync-commands":
         return _sync_commands(settings, force=not args.if_changed)
     return _with_scheduler(args, settings, path)

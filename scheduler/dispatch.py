@@ -10,6 +10,11 @@ scheduled and manual runs of one pipeline share the same no-overlap guard:
 
 Nothing a run does can stop the dispatcher: every run is its own task, and every
 exception it raises ends in its ledger row.
+
+Where a run executes is the ``Executor``'s business: ``LocalExecutor`` (the default)
+runs the target on this event loop; ``scheduler.executors.celery.CeleryExecutor``
+sends it to a Celery worker and waits for the result the worker wrote to the ledger.
+Claiming, the overlap guard, events and the record are the same either way.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from pipelines.pipeline import RunOptions
 
@@ -48,6 +54,28 @@ class AlreadyRunningError(SchedulerError):
         self.pipeline = pipeline
         self.run_id = run_id
         super().__init__(f"pipeline {pipeline!r} is already running (run {run_id[:12]})")
+
+
+class Executor(Protocol):
+    """Runs one claimed run somewhere and reports how it ended."""
+
+    async def execute(self, pipeline: str, target: Target, options: RunOptions) -> Outcome:
+        """Run it; cancelling the call stops the run. ``Outcome.recorded``: row written."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and threads (runs still going are not waited for)."""
+        ...
+
+
+class LocalExecutor:
+    """Runs the target on this event loop, in this process."""
+
+    async def execute(self, pipeline: str, target: Target, options: RunOptions) -> Outcome:
+        return await target.run(options)
+
+    async def aclose(self) -> None:
+        return None
 
 
 @dataclass
@@ -86,10 +114,12 @@ class Dispatcher:
         ledger: Ledger,
         resolve: Callable[[str], Target | None],
         events: EventBus,
+        executor: Executor | None = None,
     ) -> None:
         self._ledger = ledger
         self._resolve = resolve
         self._events = events
+        self._executor: Executor = executor or LocalExecutor()
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self.accepting = True
@@ -267,7 +297,8 @@ class Dispatcher:
             timeout=request.policies.timeout or target.timeout,
         )
         started = datetime.now(UTC)
-        active = _Active(run_id, asyncio.create_task(target.run(options)))
+        work = self._executor.execute(request.pipeline, target, options)
+        active = _Active(run_id, asyncio.create_task(work))
         lane.active.append(active)
         logger.info(
             "run started: run_id=%s schedule=%s pipeline=%s trigger=%s",
@@ -287,15 +318,16 @@ class Dispatcher:
     def _finish(
         self, run_id: str, request: RunRequest, outcome: Outcome, started: datetime
     ) -> RunRecord:
-        finished = datetime.now(UTC)
-        self._ledger.finish(
-            run_id,
-            status=outcome.status,
-            finished_at=finished,
-            error=outcome.error,
-            items=outcome.items,
-            stages=outcome.stages,
-        )
+        finished = outcome.finished_at or datetime.now(UTC)
+        if not outcome.recorded:
+            self._ledger.finish(
+                run_id,
+                status=outcome.status,
+                finished_at=finished,
+                error=outcome.error,
+                items=outcome.items,
+                stages=outcome.stages,
+            )
         record = RunRecord(
             run_id=run_id,
             schedule=request.schedule,
@@ -371,9 +403,16 @@ class Dispatcher:
                     active.cancel_reason = f"cancelled at shutdown after {grace:g}s grace"
                     active.task.cancel()
                     cancelled += 1
+            if pending:  # let them stop (a remote run is told to) before the executor closes
+                await asyncio.wait(pending, timeout=5)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        await self.aclose()
         return cancelled
+
+    async def aclose(self) -> None:
+        """Release the executor's resources (``drain`` does it too)."""
+        await self._executor.aclose()
 
 
 async def _outcome(active: _Active) -> Outcome:

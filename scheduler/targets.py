@@ -10,6 +10,7 @@ import inspect
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from pipelines.pipeline import Pipeline, RunOptions
@@ -23,6 +24,10 @@ class Outcome:
     error: str | None = None
     items: tuple[int, ...] = ()
     stages: tuple[str, ...] = ()
+    recorded: bool = False
+    """The result is in the ledger already (written by a remote worker or the executor)."""
+    finished_at: datetime | None = None
+    """When it ended, if known; otherwise the dispatcher takes the time it learns of it."""
 
 
 class Target(Protocol):
