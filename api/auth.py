@@ -6,6 +6,10 @@
   missing -> 401 with ``WWW-Authenticate: Bearer``, not one of ours -> 403. Tokens are
   compared in constant time (digests, so their lengths do not leak either); the
   matching client's name is the actor changes are audited under.
+- Browsers cannot send a bearer token, so reads (GET, HEAD) also take HTTP Basic with
+  the token as the password (any user name); the status page and its charts ask for it
+  (``WWW-Authenticate: Basic``), so a phone's browser prompts once. Changes never take
+  Basic: a browser would replay it on a cross-site form post.
 - With no token configured, reads (GET, HEAD, OPTIONS) are served to loopback peers
   (127.0.0.0/8, ::1) only; changes are refused with 403 saying how to enable them.
 
@@ -15,6 +19,8 @@ local, so set a token before putting one in front. Tokens are never logged.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import ipaddress
 import logging
@@ -37,6 +43,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _actor: ContextVar[str | None] = ContextVar("pipebot_api_actor", default=None)
 """The authenticated client's name while its request is handled (None: read-only mode)."""
 CHALLENGE = 'Bearer realm="pipebot"'
+BROWSER_CHALLENGE = 'Basic realm="pipebot", charset="UTF-8"'
+BROWSER_PATHS = ("/", "/charts/")
+"""The status page and its charts: a 401 there asks the browser for Basic credentials."""
+BASIC_METHODS = frozenset({"GET", "HEAD"})
 HOW_TO_ENABLE = (
     "set API_TOKEN (or API_TOKENS=name:token,...) and send 'Authorization: Bearer <token>'"
 )
@@ -75,6 +85,25 @@ def bearer(header: str | None) -> str | None:
     return credentials
 
 
+def basic_password(header: str | None) -> str | None:
+    """The password of an ``Authorization: Basic`` header (the token), or None."""
+    if header is None:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, sep, password = decoded.partition(":")
+    return password if sep and password else None
+
+
+def is_browser_path(path: str) -> bool:
+    return path == BROWSER_PATHS[0] or path.startswith(BROWSER_PATHS[1])
+
+
 class Authenticator:
     """Decides who a request is, or refuses it."""
 
@@ -99,20 +128,32 @@ class Authenticator:
         if self.read_only:
             self._check_read_only(request)
             return None
-        credentials = bearer(request.headers.get(hdrs.AUTHORIZATION))
+        header = request.headers.get(hdrs.AUTHORIZATION)
+        credentials = bearer(header)
+        basic = credentials is None and request.method in BASIC_METHODS
+        if basic:
+            credentials = basic_password(header)
         if credentials is None:
-            raise ApiProblem(
-                401,
-                "unauthorized",
-                "Authentication required",
-                "send 'Authorization: Bearer <token>'",
-                headers={hdrs.WWW_AUTHENTICATE: CHALLENGE},
-            )
+            raise self._challenge(request)
         name = self.identify(credentials)
         if name is None:
             logger.warning("refused a request with an unknown token from %s", request.remote)
+            if basic and is_browser_path(request.path):
+                raise self._challenge(request)  # let the browser ask again
             raise ApiProblem(403, "forbidden", "Token not accepted", "the token is not valid")
         return name
+
+    @staticmethod
+    def _challenge(request: web.Request) -> ApiProblem:
+        browser = is_browser_path(request.path) and request.method in BASIC_METHODS
+        return ApiProblem(
+            401,
+            "unauthorized",
+            "Authentication required",
+            "send 'Authorization: Bearer <token>'"
+            + (" (or, from a browser, the token as the Basic password)" if browser else ""),
+            headers={hdrs.WWW_AUTHENTICATE: BROWSER_CHALLENGE if browser else CHALLENGE},
+        )
 
     @staticmethod
     def _check_read_only(request: web.Request) -> None:

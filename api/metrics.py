@@ -7,9 +7,15 @@ from a small task that measures how late ``asyncio.sleep`` wakes up (the worst s
 of the last 15 s, so a scrape every 15-60 s still sees a spike).
 
 Runs that ran end up in ``pipebot_runs_total{pipeline,status}`` (success, failed,
-timeout, cancelled); instants that never ran a pipeline are counted apart, in
-``pipebot_runs_missed_total``, ``pipebot_runs_skipped_total`` and
-``pipebot_runs_abandoned_total``.
+timeout, cancelled); instants that never ran a pipeline are counted apart, each from its
+own event: ``pipebot_runs_missed_total`` (``EVENT_JOB_MISSED``),
+``pipebot_runs_skipped_total`` (``EVENT_JOB_MAX_INSTANCES``: the overlap policy) and
+``pipebot_runs_abandoned_total`` (``EVENT_JOB_ERROR`` with status ``abandoned``: runs
+left running by a dead process, closed at start-up).
+
+The Discord gauge is fed by whoever runs the bot, without ``api`` knowing ``bot``:
+``watch_discord(app, probe)`` registers a callable read at scrape time, or
+``set_discord_connected(app, state)`` pushes a state.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
@@ -27,7 +33,13 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from scheduler.errors import SchedulerError
-from scheduler.events import EVENT_ALL, JobEvent
+from scheduler.events import (
+    EVENT_ALL,
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
 from scheduler.models import RunRecord
 from scheduler.service import PipelineScheduler
 
@@ -41,6 +53,8 @@ LAG_WINDOW = 30
 """Samples the lag gauge reports the worst of (15 s: longer than a usual scrape interval)."""
 NOT_RUN = ("missed", "skipped", "abandoned")
 RAN = frozenset({"success", "failed", "timeout", "cancelled"})
+DiscordProbe = Callable[[], bool]
+"""Answers "is the bot's gateway connection up?" (read at scrape time, in a worker thread)."""
 
 
 class Metrics:
@@ -96,13 +110,30 @@ class Metrics:
         r.register(_ScrapeCollector(self))
         self.discord_connected: bool | None = None
         """None until the bot reports: no Discord gauge is exported without a bot."""
+        self.discord_probe: DiscordProbe | None = None
+        """Read at scrape time; wins over ``discord_connected`` when set."""
         self._last_success: dict[str, float] = {}
+
+    def discord_state(self) -> bool | None:
+        """The bot's gateway state now: the probe's answer, else the last pushed state."""
+        probe = self.discord_probe
+        if probe is None:
+            return self.discord_connected
+        try:
+            return bool(probe())
+        except Exception:  # a probe must not break the scrape
+            logger.warning("metrics: the Discord probe failed", exc_info=True)
+            return False
 
     def on_event(self, event: JobEvent) -> None:
         """Scheduler listener: count runs and instants that did not run."""
         pipeline = event.pipeline or event.schedule or "-"
-        if event.status in NOT_RUN:
-            self.not_run[event.status].labels(pipeline).inc()
+        if event.code & EVENT_JOB_MISSED:
+            self.not_run["missed"].labels(pipeline).inc()
+        elif event.code & EVENT_JOB_MAX_INSTANCES:
+            self.not_run["skipped"].labels(pipeline).inc()
+        elif event.code & EVENT_JOB_ERROR and event.status == "abandoned":
+            self.not_run["abandoned"].labels(pipeline).inc()
         elif event.record is not None and event.record.status in RAN:
             self._observe(event.record)
 
@@ -165,7 +196,7 @@ class _ScrapeCollector(Collector):
             database.add_metric([], 1)
             yield schedules
         yield database
-        connected = self._metrics.discord_connected
+        connected = self._metrics.discord_state()
         if connected is not None:
             yield GaugeMetricFamily(
                 "pipebot_discord_connected",
@@ -218,10 +249,22 @@ def setup_metrics(app: web.Application, scheduler: PipelineScheduler) -> None:
 
 
 def set_discord_connected(target: web.Application | Metrics, connected: bool) -> None:
-    """Report the bot's gateway state (``on_ready``/``on_resumed``: True, ``on_disconnect``:
+    """Push the bot's gateway state (``on_ready``/``on_resumed``: True, ``on_disconnect``:
     False) to the metrics of ``target``, an app set up by ``setup_metrics``."""
-    metrics = target if isinstance(target, Metrics) else target[METRICS_KEY]
-    metrics.discord_connected = connected
+    _metrics_of(target).discord_connected = connected
+
+
+def watch_discord(target: web.Application | Metrics, probe: DiscordProbe | None) -> None:
+    """Read ``probe()`` at every scrape for ``pipebot_discord_connected`` (None: stop).
+
+    The composition root passes a look at its bot, e.g. ``lambda: bot.is_ready() and not
+    bot.is_closed() and bot.ws is not None and bot.ws.open``; ``api`` never imports it.
+    """
+    _metrics_of(target).discord_probe = probe
+
+
+def _metrics_of(target: web.Application | Metrics) -> Metrics:
+    return target if isinstance(target, Metrics) else target[METRICS_KEY]
 
 
 async def measure_loop_lag(

@@ -17,6 +17,7 @@ from .schedules import (
     DAY,
     INTERVAL_MAX,
     INTERVAL_UNITS,
+    LIST_DEFAULT,
     LIST_LIMIT,
     MAX_INSTANCES,
     NAME,
@@ -344,14 +345,27 @@ def _paths() -> dict[str, Any]:
         "/api/schedules/health": {"get": {**health, "operationId": "schedulerHealthAlias"}},
         "/api/schedules": {
             "get": _op(
-                "Schedules by name; with ``limit``, one page (``after``: last name seen).",
+                "Schedules by name, a page at a time (``after``: last name of the previous page).",
                 {
                     "200": {**_json(_ref("ScheduleList"), "Schedules."), "headers": NEXT_LINK},
                     **INVALID,
                 },
                 params=[
-                    _param("limit", {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT}, ""),
-                    _param("after", {"type": "string", "minLength": 1, "maxLength": 128}, ""),
+                    _param(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": LIST_LIMIT,
+                            "default": LIST_DEFAULT,
+                        },
+                        "Schedules per page.",
+                    ),
+                    _param(
+                        "after",
+                        {"type": "string", "minLength": 1, "maxLength": 128},
+                        "Cursor: the last schedule name of the previous page.",
+                    ),
                 ],
                 operation_id="listSchedules",
             ),
@@ -511,6 +525,15 @@ def _schemas() -> dict[str, Schema]:
     }
 
 
+def _with_basic_reads(paths: dict[str, Any]) -> dict[str, Any]:
+    """Reads also take HTTP Basic with the token as the password (browsers); changes don't."""
+    for item in paths.values():
+        get = item.get("get")
+        if get is not None and get.get("security") != []:
+            get["security"] = [{"bearer": []}, {"basic": []}]
+    return paths
+
+
 def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
     """The whole document (a fresh dict each call)."""
     return {
@@ -524,9 +547,16 @@ def openapi_document(version: str = "0.1.0") -> dict[str, Any]:
             ),
         },
         "security": [{"bearer": []}],
-        "paths": _paths(),
+        "paths": _with_basic_reads(_paths()),
         "components": {
             "schemas": _schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "Reads only: any user name, the API token as the password.",
+                },
+            },
         },
     }

@@ -3,11 +3,16 @@
 Run lists are newest first and paged with a cursor: a page that has more after it
 carries ``next`` (also a ``Link: <...>; rel="next"`` header), the same query with
 ``before`` set to the last run id of the page.
+
+A finished run never changes, so its JSON is kept (``RunJsonCache``): pages that are
+asked for again and again (dashboards, the newest runs) are joined from ready text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any, get_args
 
@@ -15,7 +20,7 @@ from aiohttp import web
 from yarl import URL
 
 from pipebot.logs import redact
-from scheduler.models import RunRecord, RunStatus
+from scheduler.models import FINAL_STATUSES, RunRecord, RunStatus
 from scheduler.service import PipelineScheduler
 
 from .inputs import Query
@@ -23,6 +28,8 @@ from .inputs import Query
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 LIMIT_DEFAULT = 50
 LIMIT_MAX = 500
+CACHED_RUNS = 4096
+"""Finished runs whose JSON is kept (a few MiB at most)."""
 
 
 def run_json(record: RunRecord) -> dict[str, Any]:
@@ -60,11 +67,48 @@ def page_response(key: str, items: list[dict[str, Any]], following: str | None) 
     return web.json_response({key: items, "next": following}, headers=headers)
 
 
+def page_of_json(key: str, items: list[str], following: str | None) -> web.Response:
+    """``page_response`` for items already serialised."""
+    headers = {"Link": f'<{following}>; rel="next"'} if following else None
+    body = f'{{"{key}": [{", ".join(items)}], "next": {json.dumps(following)}}}'
+    return web.Response(text=body, content_type="application/json", headers=headers)
+
+
+class RunJsonCache:
+    """JSON text of finished runs by run id, the least recently used dropped first.
+
+    Only runs in a final status are kept: a final row is never written again (pruning
+    deletes it, and a deleted run is no longer listed, so its entry is never asked for).
+    Used from the event loop only.
+    """
+
+    def __init__(self, size: int = CACHED_RUNS) -> None:
+        self.size = size
+        self._texts: OrderedDict[str, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def text(self, record: RunRecord) -> str:
+        if record.status not in FINAL_STATUSES:
+            return json.dumps(run_json(record))
+        texts = self._texts
+        found = texts.get(record.run_id)
+        if found is not None:
+            texts.move_to_end(record.run_id)
+            return found
+        found = texts[record.run_id] = json.dumps(run_json(record))
+        if len(texts) > self.size:
+            texts.popitem(last=False)
+        return found
+
+
 class RunViews:
     """The handlers, bound to one scheduler."""
 
-    def __init__(self, scheduler: PipelineScheduler) -> None:
+    def __init__(self, scheduler: PipelineScheduler, cache: RunJsonCache | None = None) -> None:
         self.scheduler = scheduler
+        self.cache = cache or RunJsonCache()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -104,7 +148,7 @@ class RunViews:
         )
         page = records[:limit]
         following = next_link(request, "before", page[-1].run_id) if len(records) > limit else None
-        return page_response("runs", [run_json(r) for r in page], following)
+        return page_of_json("runs", [self.cache.text(r) for r in page], following)
 
 
 def _cursor(query: Query) -> tuple[int, str | None]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from scheduler.errors import JobLookupError
 from scheduler.models import CATCHUPS, OVERLAPS, Policies, RunRecord, ScheduleInfo
 from scheduler.service import PipelineScheduler
 
@@ -43,6 +44,8 @@ INTERVAL_MAX = 1_000_000_000
 """Largest value of one interval unit (the scheduler refuses more than 1000 years)."""
 DAY = 86_400.0
 MAX_INSTANCES = 1000
+LIST_DEFAULT = 100
+"""Schedules per page of ``GET /api/schedules`` unless ``limit`` says otherwise."""
 LIST_LIMIT = 1000
 RUN_WAIT_DEFAULT = 10.0
 RUN_WAIT_MAX = 60.0
@@ -146,6 +149,20 @@ def _policies(fields: Fields) -> Policies | None:
 _NULLABLE = frozenset({"misfire_grace_time", "timeout"})
 
 
+def schedule_page(
+    scheduler: PipelineScheduler, after: str | None, count: int
+) -> list[ScheduleInfo]:
+    """Up to ``count`` schedules in code point order of their names, after ``after``.
+
+    Blocking. The facade has no paged listing yet, so this reads every schedule and its
+    last run (about 1 s at 10,000 schedules and 1,000,000 runs on SQLite); once
+    ``list_schedules`` takes ``after``/``limit``, this becomes that one call.
+    """
+    infos = sorted(scheduler.list_schedules(), key=lambda info: info.name)
+    start = 0 if after is None else bisect.bisect_right([i.name for i in infos], after)
+    return infos[start : start + count]
+
+
 class ScheduleViews:
     """The handlers, bound to one scheduler."""
 
@@ -166,18 +183,14 @@ class ScheduleViews:
         router.add_post("/api/schedules/{name}/run", self.run)
 
     async def list(self, request: web.Request) -> web.Response:
-        """All schedules by name; with ``limit``, one page (``after``: the last name seen)."""
+        """Schedules by name, a page at a time (``after``: the last name of the page before)."""
         query = Query(request, ("limit", "after"))
-        limit = query.integer("limit", 0, 1, LIST_LIMIT) or None
+        limit = query.integer("limit", LIST_DEFAULT, 1, LIST_LIMIT)
         after = query.text("after")
         query.check()
-        infos = await asyncio.to_thread(self.scheduler.list_schedules)
-        if after is not None:
-            names = [info.name for info in infos]
-            infos = infos[bisect.bisect_right(names, after) :]
-        more = limit is not None and len(infos) > limit
-        page = infos[:limit] if limit is not None else infos
-        following = next_link(request, "after", page[-1].name) if more and page else None
+        infos = await asyncio.to_thread(schedule_page, self.scheduler, after, limit + 1)
+        page = infos[:limit]
+        following = next_link(request, "after", page[-1].name) if len(infos) > limit else None
         return page_response("schedules", [schedule_json(i) for i in page], following)
 
     async def create(self, request: web.Request) -> web.Response:
@@ -197,6 +210,7 @@ class ScheduleViews:
                 created_by=actor,
             )
         )
+        info = await self._settled(info)
         logger.info("schedule %s created by %s through the API", info.name, actor)
         location = request.app.router["schedule"].url_for(name=info.name)
         return web.json_response(
@@ -215,7 +229,7 @@ class ScheduleViews:
         info = await asyncio.to_thread(
             lambda: self.scheduler.enable(name, actor=actor, surface="api")
         )
-        return web.json_response(schedule_json(info))
+        return web.json_response(schedule_json(await self._settled(info)))
 
     async def disable(self, request: web.Request) -> web.Response:
         actor = current_actor()
@@ -224,7 +238,7 @@ class ScheduleViews:
         info = await asyncio.to_thread(
             lambda: self.scheduler.disable(name, actor=actor, surface="api")
         )
-        return web.json_response(schedule_json(info))
+        return web.json_response(schedule_json(await self._settled(info)))
 
     async def delete(self, request: web.Request) -> web.Response:
         actor = current_actor()
@@ -258,6 +272,19 @@ class ScheduleViews:
             }
             return web.json_response(body, status=202, headers={"Location": history})
         return web.json_response(run_json(task.result()))
+
+    async def _settled(self, info: ScheduleInfo) -> ScheduleInfo:
+        """``info`` read again now that the loop has applied the change to the engine.
+
+        The facade answers from the worker thread before its engine update (queued on the
+        loop) runs, so its ``next_run`` can lag: null after a create or resume, still set
+        after a pause. That update runs before this coroutine resumes, so a second read is
+        current. A schedule deleted meanwhile keeps the first answer.
+        """
+        try:
+            return await asyncio.to_thread(self.scheduler.get_schedule, info.name)
+        except JobLookupError:
+            return info
 
     def _finished(self, task: asyncio.Task[RunRecord]) -> None:
         self._runs.discard(task)

@@ -43,6 +43,8 @@ RUNS_SHOWN = 50
 """Runs per pipeline in the strip and the chart."""
 FAILURES_SHOWN = 10
 MAX_PIPELINES = 100
+SCHEDULES_SHOWN = 100
+"""Schedules in the table: the next due first, paused ones last (the API lists them all)."""
 ERROR_CHARS = 1500
 INLINE_CHART_SIZE = (420, 200)
 """Phone-sized: the chart's 12 px text stays readable at the width of a phone's card."""
@@ -67,6 +69,7 @@ class Snapshot:
     pipelines: tuple[PipelineRuns, ...]
     failures: tuple[RunRecord, ...]
     hidden_pipelines: int = 0
+    hidden_schedules: int = 0
 
 
 def read_snapshot(scheduler: PipelineScheduler) -> Snapshot:
@@ -86,11 +89,24 @@ def read_snapshot(scheduler: PipelineScheduler) -> Snapshot:
     failures.sort(key=run_time, reverse=True)
     return Snapshot(
         health=health,
-        schedules=tuple(sorted(schedules, key=lambda s: s.name)),
+        schedules=tuple(sorted(schedules, key=_soonest_first)[:SCHEDULES_SHOWN]),
         pipelines=pipelines,
         failures=tuple(failures[:FAILURES_SHOWN]),
         hidden_pipelines=max(len(names) - MAX_PIPELINES, 0),
+        hidden_schedules=max(len(schedules) - SCHEDULES_SHOWN, 0),
     )
+
+
+def _soonest_first(info: ScheduleInfo) -> tuple[int, datetime, str]:
+    """Enabled with a next run (soonest first), enabled without one, then paused."""
+    if not info.enabled:
+        return (2, _NEVER, info.name)
+    if info.next_run is None:
+        return (1, _NEVER, info.name)
+    return (0, info.next_run, info.name)
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 def setup_status_page(app: web.Application, scheduler: PipelineScheduler) -> None:
@@ -168,6 +184,7 @@ th, td { text-align: left; padding: 8px 10px; border-bottom: 1px solid #e8eaed;
   vertical-align: top; overflow-wrap: anywhere; }
 th { font-size: .8rem; color: #5f6368; font-weight: 600; }
 code { font-size: .85rem; }
+td code { white-space: nowrap; }
 .dot { display: inline-block; width: 10px; height: 10px; border-radius: 50%;
   margin-right: 4px; }
 .strip { display: flex; gap: 2px; height: 22px; margin: 8px 0; }
@@ -203,7 +220,7 @@ def render_page(snapshot: Snapshot, now: datetime) -> str:
         f'<span class="muted">as of {now.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC</span>',
         "</header>",
         "<main>",
-        _schedules_section(snapshot.schedules, now),
+        _schedules_section(snapshot.schedules, now, snapshot.hidden_schedules),
         _pipelines_section(snapshot),
         _failures_section(snapshot.failures),
         _legend(),
@@ -231,7 +248,7 @@ def _document(title: str, body: str) -> str:
     )
 
 
-def _schedules_section(schedules: Sequence[ScheduleInfo], now: datetime) -> str:
+def _schedules_section(schedules: Sequence[ScheduleInfo], now: datetime, hidden: int = 0) -> str:
     if not schedules:
         return '<h2>Schedules</h2>\n<p class="card muted" id="schedules">No schedules.</p>'
     rows = []
@@ -250,12 +267,19 @@ def _schedules_section(schedules: Sequence[ScheduleInfo], now: datetime) -> str:
             f'<td data-label="Next run">{_next_run(info, now)}</td>'
             f'<td data-label="Last">{last}</td></tr>'
         )
+    more = (
+        f'\n<p class="muted" id="more-schedules">{hidden} more, due later or paused: '
+        '<a href="api/schedules">GET /api/schedules</a> lists them all.</p>'
+        if hidden
+        else ""
+    )
     return (
         "<h2>Schedules</h2>\n"
         '<table id="schedules"><thead><tr><th>Schedule</th><th>Pipeline</th><th>When</th>'
         "<th>Next run</th><th>Last</th></tr></thead>\n<tbody>\n"
         + "\n".join(rows)
         + "\n</tbody></table>"
+        + more
     )
 
 

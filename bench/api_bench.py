@@ -1,17 +1,21 @@
 """HTTP API throughput and latency while the scheduler fires 100 jobs a second.
 
     PYTHONPATH=. python bench/api_bench.py [--repeat 3] [--duration 10] [--concurrency 16]
-                                           [--schedules 10000] [--rows 1000000] [--profile]
+        [--schedules 10000] [--rows 1000000] [--db PATH] [--only TEXT] [--profile]
 
-One temporary SQLite file gets ``--schedules`` cron schedules (daily, so they do not
-fire during the run) through ``PipelineScheduler.add_schedules`` and ``--rows`` history
-rows bulk-inserted with SQLAlchemy Core into ``runs``. Each repeat starts a fresh server
-process (scheduler + API on one event loop, as ``pipebot serve`` runs them) that also
-has 100 interval schedules of 1 s, each its own trivial async pipeline: 100 fires a
-second. The parent measures with a loopback aiohttp client: ``--concurrency`` workers
-for ``--duration`` seconds per endpoint (after 1 s of warm-up), then counts the fires
-the ledger recorded in that window. Figures are medians over ``--repeat`` servers.
-``--profile`` adds cProfile of the work behind the two slow paths (in this process).
+A SQLite file (temporary, or ``--db``: seeded if it does not exist, reused if it does)
+gets ``--schedules`` cron schedules (daily, so they do not fire during the run) through
+``PipelineScheduler.add_schedules`` and ``--rows`` history rows bulk-inserted with
+SQLAlchemy Core into ``runs``. Each repeat starts a fresh server process set up as
+``pipebot serve`` does it (API started before the scheduler, one event loop, a 32-thread
+default executor, ``gc.freeze()``) that also has 100 interval schedules of 1 s, each its
+own trivial async pipeline: 100 fires a second. The parent measures with a loopback
+aiohttp client: ``--concurrency`` workers for ``--duration`` seconds per endpoint (after
+1 s of warm-up), then counts the fires the ledger recorded in that window, and reads the
+server's CPU time: ``cpu ms/req`` is the server's CPU per request, the figure that moves
+least when other processes share the machine. Figures are medians over ``--repeat``
+servers. ``--only`` keeps the endpoints whose label contains TEXT. ``--profile`` adds
+cProfile of the work behind the endpoints (in this process, no HTTP).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import os
@@ -31,6 +36,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,10 +52,10 @@ from sqlalchemy import func, insert, select  # noqa: E402
 
 from api.app import start_api, stop_api  # noqa: E402
 from api.runs import run_json  # noqa: E402
-from api.schedules import schedule_json  # noqa: E402
+from api.schedules import LIST_DEFAULT, schedule_json, schedule_page  # noqa: E402
 from api.settings import ApiSettings, ApiToken  # noqa: E402
 from pipelines.db import get_engine  # noqa: E402
-from pipelines.secret import Secret
+from pipelines.secret import Secret  # noqa: E402
 from scheduler.models import Policies  # noqa: E402
 from scheduler.schedules import make_schedule  # noqa: E402
 from scheduler.service import PipelineScheduler  # noqa: E402
@@ -60,6 +67,8 @@ TICKERS = 100
 PIPELINES = [f"pipe-{i:02d}" for i in range(20)]
 CHUNK = 20_000
 WARM_UP = 1.0
+WORKER_THREADS = 32
+"""As ``pipebot.serve.WORKER_THREADS`` (not imported: that would import the bot)."""
 
 
 def settings_for(db: Path) -> SchedulerSettings:
@@ -171,13 +180,15 @@ def fires_between(db: Path, since: datetime, until: datetime) -> int:
 
 
 async def serve(db: Path) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=WORKER_THREADS))
     scheduler = PipelineScheduler(settings_for(db))
     register(scheduler)
     tokens = (ApiToken("bench", Secret(os.environ["API_BENCH_TOKEN"])),)
     runner = await start_api(scheduler, ApiSettings(port=0, tokens=tokens))
     await scheduler.astart()
+    gc.freeze()
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     print(json.dumps({"port": runner.addresses[0][1]}), flush=True)
     await stop.wait()
@@ -208,12 +219,19 @@ class Server:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far (Linux /proc)."""
+        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 # --- the client ----------------------------------------------------------------------------
 
 
-async def load(base: str, path: str, concurrency: int, duration: float) -> dict[str, Any]:
+async def load(server: Server, path: str, concurrency: int, duration: float) -> dict[str, Any]:
     """``concurrency`` workers GET ``path`` for ``duration`` s (after a warm-up)."""
+    base = server.base
     latencies: list[float] = []
     sizes: list[int] = []
     errors = 0
@@ -238,7 +256,14 @@ async def load(base: str, path: str, concurrency: int, duration: float) -> dict[
                     errors += not ok
 
         window_start = datetime.now(UTC) + timedelta(seconds=WARM_UP)
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        cpu: list[float] = []
+
+        async def cpu_marks() -> None:
+            await asyncio.sleep(max(measure_from - time.perf_counter(), 0.0))
+            cpu.append(server.cpu_seconds())
+
+        await asyncio.gather(cpu_marks(), *(worker() for _ in range(concurrency)))
+        cpu.append(server.cpu_seconds())
         window_end = datetime.now(UTC)
         elapsed = time.perf_counter() - measure_from
     ordered = sorted(latencies)
@@ -249,6 +274,7 @@ async def load(base: str, path: str, concurrency: int, duration: float) -> dict[
         "p99_ms": _ms(percentile(ordered, 0.99)),
         "max_ms": _ms(ordered[-1] if ordered else None),
         "kb": (sum(sizes) / len(sizes) / 1024) if sizes else 0.0,
+        "cpu_ms": (cpu[1] - cpu[0]) * 1000 / len(ordered) if ordered else None,
         "errors": errors,
         "window": (window_start, window_end),
     }
@@ -261,19 +287,29 @@ def _ms(seconds: float | None) -> float | None:
 # --- profiling -----------------------------------------------------------------------------
 
 
-def profile(db: Path) -> None:
-    """cProfile of a full schedule list and a run page, as the handlers do them."""
+def profile(db: Path, rows: int) -> None:
+    """cProfile of the work behind each endpoint, as the handlers do it (no HTTP)."""
     scheduler = PipelineScheduler(settings_for(db))
     register(scheduler)
-    work = {
-        "GET /api/schedules (full list)": lambda: json.dumps(
-            {"schedules": [schedule_json(i) for i in scheduler.list_schedules()]}
+
+    def schedules(after: str | None) -> str:
+        page = schedule_page(scheduler, after, LIST_DEFAULT + 1)
+        return json.dumps({"schedules": [schedule_json(i) for i in page]})
+
+    def runs_page(**filters: Any) -> str:
+        records = scheduler.ledger.history(limit=101, **filters)
+        return json.dumps({"runs": [run_json(r) for r in records]})
+
+    work: dict[str, Callable[[], str]] = {
+        "GET /api/schedules": lambda: schedules(None),
+        "GET /api/runs?limit=100": lambda: runs_page(),
+        "GET /api/runs?limit=100&before=<deep>": lambda: runs_page(
+            before_run_id=deep_run_id(db, rows)
         ),
-        "GET /api/runs?limit=100": lambda: json.dumps(
-            {"runs": [run_json(r) for r in scheduler.ledger.history(limit=101)]}
-        ),
+        "GET /api/runs?limit=100&status=failed": lambda: runs_page(status="failed"),
     }
     for label, call in work.items():
+        call()  # warm the caches and the pool
         profiler = cProfile.Profile()
         started = time.perf_counter()
         profiler.runcall(call)
@@ -289,13 +325,15 @@ def profile(db: Path) -> None:
 # --- the parent ----------------------------------------------------------------------------
 
 
-def scenarios(rows: int, db: Path) -> list[tuple[str, str]]:
-    return [
-        ("schedules, full list", "/api/schedules"),
-        ("schedules, first page", "/api/schedules?limit=100"),
+def scenarios(rows: int, db: Path, only: str | None) -> list[tuple[str, str]]:
+    every = [
+        ("schedules, first page", "/api/schedules"),
+        ("schedules, mid page", "/api/schedules?after=job-05000"),
         ("runs, first page", "/api/runs?limit=100"),
         ("runs, deep cursor page", f"/api/runs?limit=100&before={deep_run_id(db, rows)}"),
+        ("runs, failed only", "/api/runs?limit=100&status=failed"),
     ]
+    return [(label, path) for label, path in every if only is None or only in label]
 
 
 def run_all(args: argparse.Namespace, db: Path) -> dict[str, list[dict[str, Any]]]:
@@ -303,15 +341,16 @@ def run_all(args: argparse.Namespace, db: Path) -> dict[str, list[dict[str, Any]
     for round_no in range(1, args.repeat + 1):
         with Server(db) as server:
             time.sleep(2.0)  # the tickers settle into their one-second rhythm
-            for label, path in scenarios(args.rows, db):
-                figures = asyncio.run(load(server.base, path, args.concurrency, args.duration))
+            for label, path in scenarios(args.rows, db, args.only):
+                figures = asyncio.run(load(server, path, args.concurrency, args.duration))
                 since, until = figures.pop("window")
                 seconds = (until - since).total_seconds()
                 figures["fires_per_s"] = fires_between(db, since, until) / seconds
                 results.setdefault(label, []).append(figures)
                 print(
                     f"  run {round_no}: {label:<24} {figures['rps']:8.1f} req/s  "
-                    f"p99 {_fmt(figures['p99_ms'])} ms  fires {figures['fires_per_s']:.0f}/s",
+                    f"p50 {_fmt(figures['p50_ms'])} ms  p99 {_fmt(figures['p99_ms'])} ms  "
+                    f"cpu {_fmt(figures['cpu_ms'])} ms/req  fires {figures['fires_per_s']:.0f}/s",
                     flush=True,
                 )
     return results
@@ -324,7 +363,7 @@ def _fmt(value: float | None) -> str:
 def print_table(results: dict[str, list[dict[str, Any]]]) -> None:
     header = (
         f"{'endpoint':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'KiB':>9}{'fires/s':>9}{'errors':>8}"
+        f"{'KiB':>9}{'cpu ms/req':>11}{'fires/s':>9}{'errors':>8}"
     )
     print("\n" + header)
     print("-" * len(header))
@@ -335,7 +374,8 @@ def print_table(results: dict[str, list[dict[str, Any]]]) -> None:
 
         print(
             f"{label:<26}{_fmt(med('rps')):>9}{_fmt(med('p50_ms')):>9}{_fmt(med('p99_ms')):>9}"
-            f"{_fmt(med('max_ms')):>9}{_fmt(med('kb')):>9}{_fmt(med('fires_per_s')):>9}"
+            f"{_fmt(med('max_ms')):>9}{_fmt(med('kb')):>9}{_fmt(med('cpu_ms')):>11}"
+            f"{_fmt(med('fires_per_s')):>9}"
             f"{sum(r['errors'] for r in runs_):>8}"
         )
 
@@ -346,20 +386,24 @@ def parent_main(args: argparse.Namespace) -> None:
         f"{TICKERS} tickers at 1 s, {args.concurrency} clients x {args.duration:g} s, "
         f"repeat {args.repeat} (medians); python {platform.python_version()}, "
         f"aiohttp {aiohttp.__version__}, SQLite {sqlite3.sqlite_version}, "
-        f"{os.cpu_count()} CPU(s)",
+        f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="pipebot-api-bench-") as tmp:
-        db = Path(tmp) / "pipebot.db"
-        took = seed(db, args.schedules, args.rows)
-        print(
-            f"seeded in {took['schedules_s']:.1f} s (schedules) + {took['rows_s']:.1f} s (rows)",
-            flush=True,
-        )
+        db = Path(args.db) if args.db else Path(tmp) / "pipebot.db"
+        if db.exists():
+            print(f"reusing {db} (seeded before with the same --schedules and --rows?)")
+        else:
+            took = seed(db, args.schedules, args.rows)
+            print(
+                f"seeded in {took['schedules_s']:.1f} s (schedules) + {took['rows_s']:.1f} s "
+                "(rows)",
+                flush=True,
+            )
         results = run_all(args, db)
         print_table(results)
         if args.profile:
-            profile(db)
+            profile(db, args.rows)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -369,7 +413,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="client workers")
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--rows", type=int, default=1_000_000, help="history rows")
-    parser.add_argument("--profile", action="store_true", help="cProfile the slow paths")
+    parser.add_argument("--db", help="SQLite file to seed once and reuse (default: temporary)")
+    parser.add_argument("--only", help="only the endpoints whose label contains this")
+    parser.add_argument("--profile", action="store_true", help="cProfile each endpoint's work")
     parser.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 

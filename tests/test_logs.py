@@ -8,10 +8,14 @@ import logging
 import warnings
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from pipebot.logs import MASK, configure_logging, make_handler, redact
+from pipelines.db import dispose_engine
+from scheduler.service import PipelineScheduler
+from scheduler.settings import SchedulerSettings
 
 with warnings.catch_warnings():  # discord.py 2.x imports audioop, deprecated in 3.11+
     warnings.filterwarnings("ignore", "'audioop' is deprecated", DeprecationWarning)
@@ -184,3 +188,53 @@ def test_configure_logging_from_the_environment(
     configure_logging({"LOG_LEVEL": "chatty"})
     assert root_logger.level == logging.INFO
     assert logging.getLogger("apscheduler").level == logging.WARNING
+
+
+def run_fields(message: str) -> dict[str, str]:
+    """The ``key=value`` words of a run log line."""
+    head, _, rest = message.partition(": ")
+    words = [w.split("=", 1) for w in rest.split() if "=" in w]
+    return {"event": head, **{k: v for k, v in words}}
+
+
+async def test_each_run_logs_one_start_and_one_end_line(
+    root_logger: logging.Logger, tmp_path: Path
+) -> None:
+    """A real scheduler on a SQLite file, JSON lines: schedule, pipeline, run id, status,
+    duration, and the failure's secret masked."""
+    stream = capture(root_logger, "json")
+    url = f"sqlite:///{tmp_path / 'pipebot.db'}"
+    scheduler = PipelineScheduler(SchedulerSettings(database_url=url, timezone="UTC"))
+
+    async def ok() -> None:
+        return None
+
+    async def bad() -> None:
+        raise RuntimeError("upstream said no: password=pa55w0rd-xyz")
+
+    scheduler.register("ok", ok)
+    scheduler.register("bad", bad)
+    scheduler.create_schedule("nightly", "ok", cron="0 3 * * *", owner="code")
+    await scheduler.astart()
+    try:
+        done = await scheduler.arun("nightly", requested_by="ann")
+        failed = await scheduler.arun("bad")
+    finally:
+        await scheduler.astop(grace=1)
+        dispose_engine(url)
+    out = stream.getvalue()
+    assert "pa55w0rd-xyz" not in out
+    lines = [json.loads(line) for line in out.splitlines()]
+    for record, schedule in ((done, "nightly"), (failed, "-")):
+        mine = [
+            run_fields(line["message"])
+            for line in lines
+            if line["message"].startswith(("run started", "run finished"))
+            and f"run_id={record.run_id}" in line["message"]
+        ]
+        assert [m["event"] for m in mine] == ["run started", "run finished"]
+        for fields in mine:
+            assert (fields["schedule"], fields["pipeline"]) == (schedule, record.pipeline)
+        assert mine[1]["status"] == record.status
+        assert mine[1]["duration"].endswith("s") and float(mine[1]["duration"][:-1]) >= 0
+    assert failed.status == "failed"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 
 import pytest
 
-from api.auth import bearer, is_loopback
+from api.auth import basic_password, bearer, is_loopback
 from api.settings import ApiSettings
 from scheduler.errors import SettingsError
 from scheduler.service import PipelineScheduler
@@ -45,7 +46,8 @@ async def test_missing_token_is_401_with_challenge(api: StartApi, method: str, p
     client = await api()
     reply = await client.call(method, path, token=False)
     assert_problem(reply, 401, "Authorization: Bearer")
-    assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+    scheme = "Basic" if path == "/" else "Bearer"  # the status page asks the browser
+    assert reply.headers["WWW-Authenticate"].startswith(scheme)
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED)
@@ -55,7 +57,7 @@ async def test_wrong_token_is_403(api: StartApi, method: str, path: str) -> None
     assert_problem(reply, 403, "not valid")
 
 
-@pytest.mark.parametrize("header", ["Basic b3BzOnB3", "Bearer", "Bearer ", OPS_TOKEN])
+@pytest.mark.parametrize("header", ["Basic", "Digest abc", "Bearer", "Bearer ", OPS_TOKEN])
 async def test_malformed_authorization_is_401(api: StartApi, header: str) -> None:
     client = await api()
     reply = await client.get("/api/schedules", headers={"Authorization": header}, token=False)
@@ -67,6 +69,46 @@ async def test_health_and_metrics_need_no_token(api: StartApi, path: str) -> Non
     client = await api()
     reply = await client.get(path, token=False)
     assert reply.status == 200, reply.text
+
+
+def basic(password: str, user: str = "me") -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+async def test_browsers_read_with_the_token_as_basic_password(api: StartApi) -> None:
+    client = await api()
+    page = await client.get("/", headers=basic(OPS_TOKEN), token=False)
+    assert page.status == 200 and page.content_type == "text/html"
+    chart = await client.get("/charts/runs/noop.svg", headers=basic(CI_TOKEN, "x"), token=False)
+    assert chart.status == 200 and chart.content_type == "image/svg+xml"
+    listed = await client.get("/api/schedules", headers=basic(OPS_TOKEN), token=False)
+    assert listed.status == 200 and listed.json["schedules"] == []
+
+
+async def test_a_wrong_basic_password_asks_the_browser_again(api: StartApi) -> None:
+    client = await api()
+    page = await client.get("/", headers=basic("wrong"), token=False)
+    assert_problem(page, 401, "Basic password")
+    assert page.headers["WWW-Authenticate"].startswith("Basic")
+    assert_problem(await client.get("/api/runs", headers=basic("wrong"), token=False), 403)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/api/schedules"), ("DELETE", "/api/schedules/x")]
+)
+async def test_changes_never_take_basic(
+    api: StartApi, scheduler: PipelineScheduler, method: str, path: str
+) -> None:
+    """A browser replays Basic credentials on cross-site form posts: changes need Bearer."""
+    client = await api()
+    scheduler.create_schedule("x", "noop", every="1h", owner="api")
+    reply = await client.call(
+        method, path, json_body={**CHANGE, "name": "y"}, headers=basic(OPS_TOKEN), token=False
+    )
+    assert_problem(reply, 401, "Authorization: Bearer")
+    assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+    assert sorted(i.name for i in scheduler.list_schedules()) == ["x"]
 
 
 async def test_each_token_acts_under_its_name(api: StartApi, scheduler: PipelineScheduler) -> None:
@@ -139,6 +181,18 @@ def test_bearer_parsing() -> None:
     assert bearer("bearer   abc ") == "abc"
     assert bearer("Basic abc") is None
     assert bearer(None) is None
+
+
+def test_basic_parsing() -> None:
+    assert basic_password(basic("t:with:colons")["Authorization"]) == "t:with:colons"
+    assert basic_password(basic("tok", user="")["Authorization"]) == "tok"
+    assert basic_password(basic("")["Authorization"]) is None
+    assert basic_password("Basic " + base64.b64encode(b"no-colon").decode()) is None
+    assert basic_password("Basic !!notbase64") is None
+    assert basic_password("Basic " + base64.b64encode(b"u:\xff").decode()) is None  # not UTF-8
+    assert basic_password(basic("p\u00e4ss")["Authorization"]) == "p\u00e4ss"
+    assert basic_password("Bearer abc") is None
+    assert basic_password(None) is None
 
 
 async def test_tokens_never_reach_the_log(api: StartApi, caplog: pytest.LogCaptureFixture) -> None:

@@ -11,10 +11,15 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.metrics import METRICS_KEY, set_discord_connected, setup_metrics
+from api.metrics import METRICS_KEY, set_discord_connected, setup_metrics, watch_discord
 from scheduler.dispatch import AlreadyRunningError
 from scheduler.errors import StoreError
-from scheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobEvent
+from scheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
 from scheduler.models import Policies
 from scheduler.service import PipelineScheduler
 
@@ -211,6 +216,24 @@ async def test_discord_gauge_appears_once_the_bot_reports(scheduler: PipelineSch
         assert value(await scrape(base), "pipebot_discord_connected") == 0
 
 
+async def test_discord_probe_is_read_at_each_scrape(scheduler: PipelineScheduler) -> None:
+    """The hook the composition root uses: a callable looking at its bot, read per scrape."""
+    app = metrics_app(scheduler)
+    gateway = {"up": False}
+    async with serve(app) as base:
+        set_discord_connected(app, True)  # a probe, once set, wins over a pushed state
+        watch_discord(app, lambda: gateway["up"])
+        assert value(await scrape(base), "pipebot_discord_connected") == 0
+        gateway["up"] = True
+        assert value(await scrape(base), "pipebot_discord_connected") == 1
+        del gateway["up"]  # a probe that raises reads as disconnected, the scrape still works
+        broken = await scrape(base)
+        assert value(broken, "pipebot_discord_connected") == 0
+        assert value(broken, "pipebot_database_up") == 1
+        watch_discord(app, None)
+        assert value(await scrape(base), "pipebot_discord_connected") == 1  # the pushed state
+
+
 async def test_each_app_has_its_own_registry(scheduler: PipelineScheduler) -> None:
     first, second = metrics_app(scheduler), metrics_app(scheduler)
     async with serve(first) as one, serve(second) as two:
@@ -220,16 +243,20 @@ async def test_each_app_has_its_own_registry(scheduler: PipelineScheduler) -> No
             assert value(samples, "pipebot_runs_total", pipeline="ok", status="success") == 1
 
 
-async def test_skipped_and_abandoned_events_are_counted(scheduler: PipelineScheduler) -> None:
-    """The listener's contract for the events of runs that did not run."""
+async def test_each_not_run_counter_follows_its_event(scheduler: PipelineScheduler) -> None:
+    """The listener's contract: skipped from EVENT_JOB_MAX_INSTANCES, abandoned from
+    EVENT_JOB_ERROR with that status, missed from EVENT_JOB_MISSED; a failure is a run."""
     async with serve(metrics_app(scheduler)) as base:
-        for status in ("skipped", "skipped", "abandoned"):
-            scheduler.events.emit(JobEvent(EVENT_JOB_ERROR, "s", "ok", "r1", status))
+        for _ in range(2):
+            scheduler.events.emit(JobEvent(EVENT_JOB_MAX_INSTANCES, "s", "ok", "r1", "skipped"))
+        scheduler.events.emit(JobEvent(EVENT_JOB_ERROR, "s", "ok", "r2", "abandoned"))
         scheduler.events.emit(JobEvent(EVENT_JOB_MISSED, "s", "ok", None, "missed"))
+        scheduler.events.emit(JobEvent(EVENT_JOB_ERROR, "s", "ok", "r3", "failed"))  # no record
         samples = await scrape(base)
     assert value(samples, "pipebot_runs_skipped_total", pipeline="ok") == 2
     assert value(samples, "pipebot_runs_abandoned_total", pipeline="ok") == 1
     assert value(samples, "pipebot_runs_missed_total", pipeline="ok") == 1
+    assert value(samples, "pipebot_runs_total", pipeline="ok", status="failed") is None
 
 
 async def test_a_real_skipped_run_is_counted(scheduler: PipelineScheduler) -> None:
@@ -242,6 +269,7 @@ async def test_a_real_skipped_run_is_counted(scheduler: PipelineScheduler) -> No
         await first
         samples = await scrape(base)
     assert value(samples, "pipebot_runs_skipped_total", pipeline="slow") == 1
+    assert value(samples, "pipebot_runs_total", pipeline="slow", status="success") == 1
 
 
 async def test_runs_abandoned_by_a_dead_process_are_counted(tmp_path: Path) -> None:
@@ -260,3 +288,4 @@ async def test_runs_abandoned_by_a_dead_process_are_counted(tmp_path: Path) -> N
     finally:
         await close_scheduler(fresh)
     assert value(samples, "pipebot_runs_abandoned_total", pipeline="ok") == 1
+    assert value(samples, "pipebot_runs_total", pipeline="ok", status="abandoned") is None

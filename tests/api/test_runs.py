@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
 
+from api.runs import RunJsonCache
 from scheduler.dispatch import AlreadyRunningError
+from scheduler.models import RunRecord
 from scheduler.service import PipelineScheduler
 
-from .conftest import SECRET_IN_ERROR, Api, StartApi, assert_problem
+from .conftest import SECRET_IN_ERROR, Api, Gate, StartApi, assert_problem
 
 
 async def settled(client: Api, count: int) -> list[dict[str, object]]:
@@ -153,3 +156,41 @@ async def test_pipelines(client: Api) -> None:
     assert reply.status == 200
     assert [p["name"] for p in reply.json["pipelines"]] == ["boom", "noop", "slow"]
     assert all(isinstance(p["description"], str) for p in reply.json["pipelines"])
+
+
+async def test_a_running_run_is_shown_finished_once_it_is(
+    api: StartApi, scheduler: PipelineScheduler, gate: Gate
+) -> None:
+    """Finished runs' JSON is kept; a running one's must not be."""
+    client = await api()
+    task = asyncio.create_task(scheduler.arun("slow", requested_by="t"))
+
+    async def status() -> str | None:
+        runs = (await client.get("/api/runs?pipeline=slow")).json["runs"]
+        return runs[0]["status"] if runs else None
+
+    for _ in range(100):
+        if await status() == "running":
+            break
+        await asyncio.sleep(0.05)
+    assert await status() == "running"
+    gate.release()
+    assert (await task).status == "success"
+    for _ in range(100):
+        if await status() == "success":
+            break
+        await asyncio.sleep(0.05)
+    assert await status() == "success"
+
+
+def test_run_json_cache_keeps_finished_runs_least_recently_used_first() -> None:
+    cache = RunJsonCache(size=2)
+    done = [RunRecord(f"r{i}", None, "p", "manual", "success") for i in range(3)]
+    running = RunRecord("r9", None, "p", "manual", "running")
+    assert json.loads(cache.text(running))["status"] == "running" and len(cache) == 0
+    texts = [cache.text(r) for r in done[:2]]
+    assert cache.text(done[0]) is texts[0]  # kept, and now the most recently used
+    cache.text(done[2])  # evicts r1, the least recently used
+    assert len(cache) == 2
+    assert cache.text(done[0]) is texts[0]
+    assert cache.text(done[1]) is not texts[1] and cache.text(done[1]) == texts[1]

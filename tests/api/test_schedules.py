@@ -14,6 +14,8 @@ from scheduler.service import PipelineScheduler
 
 from .conftest import Api, Gate, StartApi, assert_problem
 
+HOURLY = {"seconds": 3600}
+
 
 def cron_body(name: str = "nightly", **extra: Any) -> dict[str, Any]:
     return {"name": name, "pipeline": "noop", "cron": "0 3 * * *", **extra}
@@ -31,6 +33,12 @@ async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
 @pytest.fixture
 async def client(api: StartApi) -> Api:
     return await api()
+
+
+async def test_create_answers_with_the_next_run(client: Api) -> None:
+    for i in range(10):  # the engine learns of a new schedule on the loop, after the store
+        created = await client.post("/api/schedules", cron_body(f"n{i}"))
+        assert created.status == 201 and created.json["next_run"] is not None, created.text
 
 
 async def test_create_get_list_and_audit(client: Api, scheduler: PipelineScheduler) -> None:
@@ -178,12 +186,16 @@ async def test_unknown_schedule_is_404_everywhere(client: Api) -> None:
 
 async def test_enable_disable_and_audit(client: Api, scheduler: PipelineScheduler) -> None:
     await client.post("/api/schedules", cron_body())
-    paused = await client.post("/api/schedules/nightly/disable")
-    assert paused.status == 200 and paused.json["enabled"] is False
-    resumed = await client.post("/api/schedules/nightly/enable")
-    assert resumed.status == 200 and resumed.json["enabled"] is True
+    for _ in range(5):  # each answer shows the engine's state after the change
+        paused = await client.post("/api/schedules/nightly/disable")
+        assert paused.status == 200 and paused.json["enabled"] is False
+        assert paused.json["next_run"] is None
+        resumed = await client.post("/api/schedules/nightly/enable")
+        assert resumed.status == 200 and resumed.json["enabled"] is True
+        assert resumed.json["next_run"] is not None
     actions = [(a["actor"], a["surface"], a["action"]) for a in scheduler.audit_trail()[:2]]
     assert actions == [("ops", "api", "resume"), ("ops", "api", "pause")]
+    assert len([a for a in scheduler.audit_trail(100) if a["action"] == "pause"]) == 5
 
 
 async def test_delete(client: Api, scheduler: PipelineScheduler) -> None:
@@ -208,9 +220,16 @@ async def test_yaml_owned_schedule_cannot_be_deleted(
     assert (await client.post("/api/schedules/news/disable")).json["enabled"] is False
 
 
-async def test_run_now_returns_the_finished_run(client: Api) -> None:
+async def test_run_now_returns_the_finished_run(client: Api, scheduler: PipelineScheduler) -> None:
     await client.post("/api/schedules", cron_body())
     reply = await client.post("/api/schedules/nightly/run")
+    latest = scheduler.audit_trail()[0]
+    assert (latest["actor"], latest["surface"], latest["action"], latest["target"]) == (
+        "ops",
+        "api",
+        "run",
+        "nightly",
+    )
     assert reply.status == 200, reply.text
     run = reply.json
     assert (run["status"], run["trigger"], run["requested_by"], run["schedule"]) == (
@@ -268,6 +287,47 @@ async def test_concurrent_enable_disable_end_consistent(
     assert Counter(a["action"] for a in trail) == {"resume": 10, "pause": 10, "schedule": 1}
 
 
+async def test_concurrent_deletes_one_wins(client: Api, scheduler: PipelineScheduler) -> None:
+    """Fails now and then while ``ScheduleStore.remove`` ignores the DELETE's rowcount: on
+    SQLite its SELECT runs before pysqlite opens the transaction, so racing removes all
+    "succeed" (and are all audited)."""
+    await client.post("/api/schedules", cron_body("gone"))
+    replies = await asyncio.gather(*(client.delete("/api/schedules/gone") for _ in range(10)))
+    assert Counter(r.status for r in replies) == {204: 1, 404: 9}
+    trail = [a["action"] for a in scheduler.audit_trail(100) if a["target"] == "gone"]
+    assert trail.count("remove") == 1
+
+
+async def test_mixed_concurrent_traffic(client: Api, scheduler: PipelineScheduler) -> None:
+    """Creates, runs, pauses, deletes and reads at once: documented answers only, and the
+    store ends as the successful changes say."""
+    for name in ("a", "b", "c"):
+        assert (await client.post("/api/schedules", cron_body(name))).status == 201
+    calls = [
+        client.post("/api/schedules", cron_body("d")),
+        client.post("/api/schedules", cron_body("d")),
+        client.post("/api/schedules/a/run?wait=5"),
+        client.post("/api/schedules/a/run?wait=5"),
+        client.post("/api/schedules/b/disable"),
+        client.delete("/api/schedules/c"),
+        client.post("/api/schedules/c/run?wait=5"),
+        client.post("/api/schedules/c/enable"),
+        client.get("/api/schedules"),
+        client.get("/api/runs"),
+        client.get("/api/schedules/c/history"),
+    ]
+    replies = await asyncio.gather(*calls)
+    assert all(r.status in (200, 201, 202, 204, 404, 409) for r in replies), [
+        (r.status, r.text) for r in replies
+    ]
+    assert sorted(r.status for r in replies[:2]) == [201, 409]
+    assert replies[5].status == 204
+    assert {r.status for r in replies[2:4]} <= {200, 409}  # the second may meet the first
+    names = [s["name"] for s in (await client.get("/api/schedules")).json["schedules"]]
+    assert names == ["a", "b", "d"]
+    assert (await client.get("/api/schedules/b")).json["enabled"] is False
+
+
 async def test_list_pages_by_name(client: Api) -> None:
     names = [f"job-{i:02d}" for i in range(7)]
     for name in reversed(names):
@@ -286,6 +346,24 @@ async def test_list_pages_by_name(client: Api) -> None:
     assert seen == names and pages == 3
     after = (await client.get("/api/schedules?after=job-04")).json["schedules"]
     assert [s["name"] for s in after] == ["job-05", "job-06"]
+
+
+async def test_list_defaults_to_pages_of_100(client: Api, scheduler: PipelineScheduler) -> None:
+    defs = [
+        make_schedule(f"n-{i:03d}", "noop", "interval", HOURLY, timezone="UTC", owner="api")
+        for i in range(130)
+    ]
+    defs.append(make_schedule("B", "noop", "interval", HOURLY, timezone="UTC", owner="api"))
+    await asyncio.to_thread(scheduler.add_schedules, defs)
+    first = await client.get("/api/schedules")
+    names = [s["name"] for s in first.json["schedules"]]
+    assert len(names) == 100 and names[:2] == ["B", "n-000"]  # code point order
+    assert first.json["next"] == "/api/schedules?after=n-098"
+    rest = (await client.get(first.json["next"])).json
+    assert [s["name"] for s in rest["schedules"]][-1] == "n-129" and rest["next"] is None
+    assert len(rest["schedules"]) == 31
+    everything = (await client.get("/api/schedules?limit=1000")).json
+    assert len(everything["schedules"]) == 131 and everything["next"] is None
 
 
 @pytest.mark.parametrize(

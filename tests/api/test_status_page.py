@@ -16,8 +16,9 @@ from aiohttp import web
 from PIL import Image
 
 from api.charts import HEIGHT, STATUS_COLOURS, WIDTH
-from api.status_page import setup_status_page
+from api.status_page import SCHEDULES_SHOWN, setup_status_page
 from scheduler.errors import StoreError
+from scheduler.schedules import make_schedule
 from scheduler.service import PipelineScheduler
 
 from .live import close_scheduler, fetch, make_scheduler, serve
@@ -140,6 +141,31 @@ async def test_charts_as_svg_and_png(scheduler: PipelineScheduler) -> None:
         assert image.format == "PNG" and image.size == (WIDTH, HEIGHT)
 
 
+async def test_big_installs_show_the_next_due_first(scheduler: PipelineScheduler) -> None:
+    defs = [
+        make_schedule(
+            f"bulk-{i:03d}",
+            "news-digest",
+            "cron",
+            {"expression": f"{i % 60} {i // 60} * * *"},
+            timezone="UTC",
+            owner="code",
+        )
+        for i in range(100)
+    ]
+    await asyncio.to_thread(scheduler.add_schedules, defs)  # 102 enabled, 1 paused in all
+    html = await page(scheduler)
+    shown = re.findall(r'<tr data-schedule="([^"]+)"', html)
+    assert len(shown) == SCHEDULES_SHOWN
+    assert "paused-one" not in shown
+    assert re.search(r'id="more-schedules">3 more', html)
+    infos = {i.name: i for i in scheduler.list_schedules()}
+    due = [infos[name].next_run for name in shown]
+    assert None not in due and due == sorted(due)  # type: ignore[type-var]
+    hidden = set(infos) - set(shown) - {"paused-one"}
+    assert all(infos[n].next_run >= due[-1] for n in hidden)  # type: ignore[operator]
+
+
 async def test_store_down_gives_503_with_the_reason(
     scheduler: PipelineScheduler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,6 +226,7 @@ async def test_chromium_renders_the_page_on_a_phone_sized_window(
     scheduler: PipelineScheduler, tmp_path: Path
 ) -> None:
     binary = chromium()
+    await scheduler.astart()
     await with_runs(scheduler)
     screenshot = tmp_path / "status.png"
     async with serve(status_app(scheduler)) as base:
@@ -208,6 +235,7 @@ async def test_chromium_renders_the_page_on_a_phone_sized_window(
             binary, tmp_path / "profile-shot", f"--screenshot={screenshot}", f"{base}/"
         )
     html = dom.decode()
+    assert '<span class="badge ok" id="health">ok</span>' in html
     assert 'id="schedules"' in html
     for name in ("morning-news", "prices", "paused-one"):
         assert f'data-schedule="{name}"' in html
