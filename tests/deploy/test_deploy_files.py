@@ -338,8 +338,7 @@ def deploy_texts() -> Iterator[tuple[Path, str]]:
     for path in sorted(DEPLOY.rglob("*")):
         if path.is_file():
             yield path, path.read_text(encoding="utf-8")
-    for doc in ("deploy.md", "api.md"):
-        yield ROOT / "docs" / doc, (ROOT / "docs" / doc).read_text(encoding="utf-8")
+    yield ROOT / "README.md", (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def findings(text: str) -> list[str]:
@@ -382,17 +381,17 @@ def test_the_app_serves_what_the_deployments_point_at(served: dict[str, int]) ->
 def test_api_doc_lists_every_route_of_the_openapi_document() -> None:
     from api.openapi import openapi_document
 
-    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     for path, item in openapi_document()["paths"].items():
         for method in item:
             assert f"{method.upper()} {path}" in text or (
                 path == "/api/schedules/health" and "alias `/api/schedules/health`" in text
-            ), f"{method.upper()} {path} is not in docs/api.md"
+            ), f"{method.upper()} {path} is not in the README's HTTP API section"
 
 
 def test_systemd_recipe_moves_every_sink_path_to_the_state_directory() -> None:
-    """docs/deploy.md rewrites pipelines.yml's output paths with sed: none stays relative."""
-    doc = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    """The README's systemd recipe rewrites pipelines.yml's output paths: none stays relative."""
+    doc = (ROOT / "README.md").read_text(encoding="utf-8")
     match = re.search(r"sed 's#([^#]+)#([^#]+)#' pipelines.yml", doc)
     assert match is not None
     old, new = match.groups()
