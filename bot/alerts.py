@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import aiohttp
 import discord
@@ -50,85 +50,67 @@ RERUN_PREFIX = "pipebot:rerun:"
 PAUSE_PREFIX = "pipebot:pause:"
 
 
-def _bot(interaction: discord.Interaction[Any]) -> PipeBot:
-    return interaction.client  # type: ignore[no-any-return]
-
-
-class RerunButton(
+class _AlertButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"pipebot:rerun:(?P<name>.+)",
+    template=r"pipebot:(?:rerun|pause):(?P<name>.+)",
 ):
+    """A persistent alert button: ``<prefix><name>``; subclasses act in ``act``."""
+
+    PREFIX: ClassVar[str]
+    LABEL: ClassVar[str]
+    EMOJI: ClassVar[str]
+    STYLE: ClassVar[discord.ButtonStyle]
+
+    def __init__(self, name: str) -> None:
+        button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+            label=self.LABEL, emoji=self.EMOJI, style=self.STYLE, custom_id=self.PREFIX + name
+        )
+        super().__init__(button)
+        self.name = name
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: Any,
+        /,
+    ) -> Self:
+        return cls(str(match["name"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            check_admin(interaction)
+            await self.act(interaction, interaction.client)
+        except Exception as exc:
+            await handle_error(interaction, exc)
+
+    async def act(self, interaction: discord.Interaction[Any], bot: PipeBot) -> None:
+        raise NotImplementedError
+
+
+class RerunButton(_AlertButton, template=r"pipebot:rerun:(?P<name>.+)"):
     """Run the pipeline (or schedule) of an alert again."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Run again",
-                emoji="🔁",
-                style=discord.ButtonStyle.primary,
-                custom_id=RERUN_PREFIX + name,
-            )
-        )
-        self.name = name
+    PREFIX, LABEL, EMOJI, STYLE = RERUN_PREFIX, "Run again", "🔁", discord.ButtonStyle.primary
 
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: Any,
-        /,
-    ) -> RerunButton:
-        return cls(str(match["name"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        try:
-            check_admin(interaction)
-            await run_and_report(_bot(interaction), interaction, self.name)
-        except Exception as exc:
-            await handle_error(interaction, exc)
+    async def act(self, interaction: discord.Interaction[Any], bot: PipeBot) -> None:
+        await run_and_report(bot, interaction, self.name)
 
 
-class PauseButton(
-    discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-    template=r"pipebot:pause:(?P<name>.+)",
-):
+class PauseButton(_AlertButton, template=r"pipebot:pause:(?P<name>.+)"):
     """Pause the schedule of an alert."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Pause",
-                emoji="⏸️",
-                style=discord.ButtonStyle.secondary,
-                custom_id=PAUSE_PREFIX + name,
-            )
+    PREFIX, LABEL, EMOJI, STYLE = PAUSE_PREFIX, "Pause", "⏸️", discord.ButtonStyle.secondary
+
+    async def act(self, interaction: discord.Interaction[Any], bot: PipeBot) -> None:
+        start_deadline(interaction)
+        actor = actor_of(interaction.user)
+        await asyncio.to_thread(bot.scheduler.disable, self.name, actor=actor, surface="chat")
+        await respond(
+            interaction, f"⏸️ {render.actor_text(actor)} paused {render.code(self.name, 110)}."
         )
-        self.name = name
-
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: Any,
-        /,
-    ) -> PauseButton:
-        return cls(str(match["name"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        try:
-            check_admin(interaction)
-            start_deadline(interaction)
-            bot = _bot(interaction)
-            actor = actor_of(interaction.user)
-            await asyncio.to_thread(bot.scheduler.disable, self.name, actor=actor, surface="chat")
-            await respond(
-                interaction, f"⏸️ {render.actor_text(actor)} paused {render.code(self.name, 110)}."
-            )
-            bot.post_audit(actor, "paused", self.name, "from an alert")
-        except Exception as exc:
-            await handle_error(interaction, exc)
+        bot.post_audit(actor, "paused", self.name, "from an alert")
 
 
 def alert_view(schedule: str | None, pipeline: str | None) -> discord.ui.View | None:

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import discord
@@ -156,6 +157,20 @@ class PipeBot(commands.Bot):
             alerts=self.alerts,
             **self._options,
         )
+
+    def gateway_connected(self) -> bool:
+        """Whether this client is logged in with an open gateway websocket."""
+        ws = self.ws
+        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
+
+    def connection_probe(self) -> Callable[[], bool]:
+        """``gateway_connected`` of the newest client: this one, or its latest successor.
+
+        Successors share the alert poster, and each takes it over, so ``alerts.bot`` is
+        always the client ``run_bot`` is running (for ``api.metrics.watch_discord``).
+        """
+        alerts = self.alerts
+        return lambda: alerts.bot.gateway_connected()
 
     def __repr__(self) -> str:
         return f"<PipeBot user={self.user!r} scheduler={self.scheduler!r}>"

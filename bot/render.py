@@ -15,18 +15,17 @@ from typing import Any
 
 import discord
 
+from pipelines.sinks import discord as sink
 from scheduler.models import RunRecord, ScheduleInfo
 
-# Discord's limits (https://discord.com/developers/docs/resources/message).
-MESSAGE_CHARS = 2000
-EMBEDS_PER_MESSAGE = 10
-EMBED_TOTAL_CHARS = 6000
-EMBED_FIELDS = 25
-TITLE_CHARS = 256
-DESCRIPTION_CHARS = 4096
-FIELD_NAME_CHARS = 256
-FIELD_VALUE_CHARS = 1024
-FOOTER_CHARS = 2048
+# Discord's limits (https://discord.com/developers/docs/resources/message), as the sink has them.
+MESSAGE_CHARS = sink.MESSAGE_CHARS
+EMBED_FIELDS = sink.EMBED_FIELDS
+TITLE_CHARS = sink.TITLE_CHARS
+DESCRIPTION_CHARS = sink.DESCRIPTION_CHARS
+FIELD_NAME_CHARS = sink.FIELD_NAME_CHARS
+FIELD_VALUE_CHARS = sink.FIELD_VALUE_CHARS
+FOOTER_CHARS = sink.FOOTER_CHARS
 AUTHOR_CHARS = 256
 CHOICES = 25
 CHOICE_CHARS = 100
@@ -281,45 +280,7 @@ def fit_embed(embed: discord.Embed) -> discord.Embed:
         embed.set_footer(text=truncate(embed.footer.text, FOOTER_CHARS))
     if embed.author.name:
         embed.set_author(name=truncate(embed.author.name, AUTHOR_CHARS))
-    while len(embed) > EMBED_TOTAL_CHARS and embed.fields:
-        embed.remove_field(len(embed.fields) - 1)
-    if len(embed) > EMBED_TOTAL_CHARS and embed.description:
-        excess = len(embed) - EMBED_TOTAL_CHARS
-        embed.description = truncate(embed.description, max(len(embed.description) - excess, 1))
-    return embed
-
-
-def pack_embeds(embeds: Iterable[discord.Embed]) -> list[list[discord.Embed]]:
-    """Group embeds into messages: at most 10 and 6,000 characters per message."""
-    messages: list[list[discord.Embed]] = []
-    current: list[discord.Embed] = []
-    size = 0
-    for embed in embeds:
-        length = len(fit_embed(embed))
-        if current and (len(current) == EMBEDS_PER_MESSAGE or size + length > EMBED_TOTAL_CHARS):
-            messages.append(current)
-            current, size = [], 0
-        current.append(embed)
-        size += length
-    if current:
-        messages.append(current)
-    return messages
-
-
-def split_message(lines: Iterable[str], limit: int = MESSAGE_CHARS) -> list[str]:
-    """Join ``lines`` into messages of at most ``limit`` characters (long lines are cut)."""
-    messages: list[str] = []
-    current = ""
-    for line in lines:
-        line = truncate(line, limit)
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            messages.append(current)
-            candidate = line
-        current = candidate
-    if current:
-        messages.append(current)
-    return messages
+    return sink.fit_embed(embed)  # and the 6,000-character total
 
 
 def page_count(total: int, per_page: int) -> int:

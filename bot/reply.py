@@ -68,9 +68,12 @@ async def respond(
     *,
     embed: discord.Embed | None = None,
     view: discord.ui.View | None = None,
+    file: discord.File | None = None,
     ephemeral: bool = False,
 ) -> None:
     """The answer: sent as the response, or, after a defer, edited into it.
+
+    ``file`` is attached either way (an embed shows it as ``attachment://<filename>``).
 
     (After a defer the answer is as visible as the "thinking…" was: ``ephemeral`` is
     then lost, the price of answering at all.)
@@ -79,13 +82,18 @@ async def respond(
     none = discord.AllowedMentions.none()
     if interaction.response.is_done():
         await interaction.edit_original_response(
-            content=content, embed=embed, view=view, allowed_mentions=none
+            content=content,
+            embed=embed,
+            view=view,
+            attachments=[file] if file is not None else discord.utils.MISSING,
+            allowed_mentions=none,
         )
         return
     await interaction.response.send_message(
         content,
         embed=embed or discord.utils.MISSING,
         view=view or discord.utils.MISSING,
+        file=file if file is not None else discord.utils.MISSING,
         ephemeral=ephemeral,
         allowed_mentions=none,
     )

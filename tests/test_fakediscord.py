@@ -55,6 +55,7 @@ class TinyBot(commands.Bot):
             ops,
             purge,
             report,
+            chart,
             pipeline_group,
         ]
         for command in slash:
@@ -149,6 +150,16 @@ async def purge(interaction: discord.Interaction) -> None:
 async def report(interaction: discord.Interaction) -> None:
     csv = discord.File(io.BytesIO(b"name,rows\nnews,3\n"), "report.csv")
     await interaction.response.send_message("report attached", file=csv)
+
+
+@app_commands.command(description="Defer, then edit a file in, then a followup with a file")
+async def chart(interaction: discord.Interaction) -> None:
+    await interaction.response.defer(thinking=True)
+    embed = discord.Embed(title="chart").set_image(url="attachment://chart.png")
+    png = discord.File(io.BytesIO(b"\x89PNG-ish"), "chart.png")
+    await interaction.edit_original_response(embed=embed, attachments=[png])
+    data = discord.File(io.BytesIO(b"a,b\n"), "data.csv")
+    await interaction.followup.send("data", file=data, ephemeral=True)
 
 
 pipeline_group = app_commands.Group(name="pipeline", description="Pipelines")
@@ -369,7 +380,17 @@ async def test_sync_records_the_bulk_overwrite_and_guild_commands_win(
         put = fake_discord.requests_to("PUT /applications/{application_id}/commands")[0]
         assert put.params["application_id"] == fake_discord.application_id
         names = sorted(c["name"] for c in put.json)
-        assert names == ["ops", "panel", "ping", "pipeline", "purge", "report", "run", "slow"]
+        assert names == [
+            "chart",
+            "ops",
+            "panel",
+            "ping",
+            "pipeline",
+            "purge",
+            "report",
+            "run",
+            "slow",
+        ]
         run_options = next(c for c in put.json if c["name"] == "run")["options"]
         assert [
             (o["name"], o["type"], o["required"], o.get("autocomplete")) for o in run_options
@@ -840,6 +861,29 @@ async def test_file_in_an_interaction_response(fake_discord: FakeDiscord) -> Non
         assert (part.filename, part.data) == ("report.csv", b"name,rows\nnews,3\n")
         original = await handle.original()
         assert [a["filename"] for a in original["attachments"]] == ["report.csv"]
+
+
+async def test_files_in_a_deferred_edit_and_a_followup(fake_discord: FakeDiscord) -> None:
+    bot = TinyBot()
+    async with running(bot, fake_discord):
+        await bot.tree.sync()
+        handle = await fake_discord.interact("chart")
+        assert (await handle.response()) == {"type": 5}
+        original = await handle.original()
+        (attachment,) = original["attachments"]
+        assert attachment["filename"] == "chart.png" and attachment["size"] == 8
+        # The embed's attachment:// image now points at the uploaded file, as on Discord.
+        assert original["embeds"][0]["image"]["url"] == attachment["url"]
+        async with aiohttp.ClientSession() as session:
+            async with session.get(attachment["url"]) as resp:
+                assert await resp.read() == b"\x89PNG-ish"
+        edit = fake_discord.requests_to(ORIGINAL)[0]
+        assert edit.headers["Content-Type"].startswith("multipart/form-data")
+        assert [(f.name, f.filename) for f in edit.files] == [("files[0]", "chart.png")]
+        (followup,) = await handle.wait_followups(1)
+        assert [a["filename"] for a in followup["attachments"]] == ["data.csv"]
+        assert followup["flags"] & 64
+    fake_discord.assert_no_violations()
 
 
 async def test_dm_fetch_routes_and_message_create_echo(fake_discord: FakeDiscord) -> None:

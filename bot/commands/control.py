@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import discord
 from discord import app_commands
 
 from scheduler.errors import SchedulerError
+from scheduler.models import ScheduleInfo
 
 from .. import render
 from ..permissions import admin_only
@@ -19,36 +21,48 @@ from .base import PipeCog, actor_of
 
 logger = logging.getLogger(__name__)
 NONE = discord.AllowedMentions.none()
+T = TypeVar("T")
+
+
+class Change(Protocol):
+    def __call__(self, name: str, /, *, actor: str, surface: str) -> ScheduleInfo: ...
+
+
+def on_a_schedule(verb: str) -> Callable[[T], T]:
+    """What every command changing one schedule (``job_id``) has: guild only, admins only
+    (``manage_guild`` by default, then the runtime check), schedule-name autocomplete."""
+    decorators = (
+        app_commands.guild_only(),
+        app_commands.default_permissions(manage_guild=True),
+        app_commands.describe(job_id=f"The schedule to {verb}"),
+        app_commands.autocomplete(job_id=PipeCog.schedule_choices),
+        admin_only(),
+    )
+
+    def apply(command: T) -> T:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
 
 
 class ControlCommands(PipeCog):
     @app_commands.command(
         name="pause", description="Pause a schedule (it stays, but does not fire)"
     )
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @app_commands.describe(job_id="The schedule to pause")
-    @app_commands.autocomplete(job_id=PipeCog.schedule_choices)
-    @admin_only()
+    @on_a_schedule("pause")
     async def pause(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        start_deadline(interaction)
-        actor = actor_of(interaction.user)
-        await asyncio.to_thread(self.scheduler.disable, job_id, actor=actor, surface="chat")
+        actor = await self._change(interaction, self.scheduler.disable, job_id)
         await respond(
             interaction, f"⏸️ Paused {render.code(job_id, 110)}. `/resume` starts it again."
         )
         self.bot.post_audit(actor, "paused", job_id)
 
     @app_commands.command(name="resume", description="Resume a paused schedule")
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @app_commands.describe(job_id="The schedule to resume")
-    @app_commands.autocomplete(job_id=PipeCog.schedule_choices)
-    @admin_only()
+    @on_a_schedule("resume")
     async def resume(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        start_deadline(interaction)
-        actor = actor_of(interaction.user)
-        await asyncio.to_thread(self.scheduler.enable, job_id, actor=actor, surface="chat")
+        actor = await self._change(interaction, self.scheduler.enable, job_id)
         # Read again: the engine applies the change on this loop, after enable() returned.
         info = await asyncio.to_thread(self.scheduler.get_schedule, job_id)
         await respond(
@@ -57,14 +71,19 @@ class ControlCommands(PipeCog):
         )
         self.bot.post_audit(actor, "resumed", job_id)
 
+    async def _change(
+        self, interaction: discord.Interaction[Any], change: Change, job_id: str
+    ) -> str:
+        """Apply ``change`` (enable or disable) to ``job_id`` as the caller; returns the actor."""
+        start_deadline(interaction)
+        actor = actor_of(interaction.user)
+        await asyncio.to_thread(change, job_id, actor=actor, surface="chat")
+        return actor
+
     @app_commands.command(
         name="remove", description="Remove a schedule made from chat, the API or the CLI"
     )
-    @app_commands.guild_only()
-    @app_commands.default_permissions(manage_guild=True)
-    @app_commands.describe(job_id="The schedule to remove")
-    @app_commands.autocomplete(job_id=PipeCog.schedule_choices)
-    @admin_only()
+    @on_a_schedule("remove")
     async def remove(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         start_deadline(interaction)
         info = await asyncio.to_thread(self.scheduler.get_schedule, job_id)

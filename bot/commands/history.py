@@ -1,16 +1,48 @@
-"""``/history <pipeline>``: the latest runs of a pipeline or schedule."""
+"""``/history <pipeline>``: the latest runs of a pipeline or schedule, with their chart.
+
+The chart is ``api.charts``' run-duration chart (the status page's, as PNG), attached as
+``history.png`` and shown as the embed's image; no runs, no chart.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 import discord
 from discord import app_commands
 
+from api.charts import history_chart_png
+from scheduler.models import RunRecord
+from scheduler.service import PipelineScheduler
+
 from .. import render
 from ..reply import respond, start_deadline
 from .base import PipeCog
+
+CHART_RUNS = 50
+"""Runs drawn in the chart (the embed lists the latest ``render.HISTORY_ROWS``)."""
+CHART_FILE = "history.png"
+
+
+def latest_runs(scheduler: PipelineScheduler, name: str, limit: int) -> list[RunRecord]:
+    """Runs of schedule ``name``, else of the pipeline of that name, newest first."""
+    ledger = scheduler.ledger
+    return ledger.history(schedule=name, limit=limit) or ledger.history(pipeline=name, limit=limit)
+
+
+def history_answer(
+    scheduler: PipelineScheduler, name: str
+) -> tuple[discord.Embed, discord.File | None]:
+    """The embed and its chart (None without runs); blocking: run it in a worker thread."""
+    runs = latest_runs(scheduler, name, CHART_RUNS)
+    embed = render.history_embed(name, [run.to_dict() for run in runs[: render.HISTORY_ROWS]])
+    if not runs:
+        return embed, None
+    png = history_chart_png(runs, render.truncate(f"{name}: last {len(runs)} runs", 80))
+    embed.set_image(url=f"attachment://{CHART_FILE}")
+    return embed, discord.File(io.BytesIO(png), CHART_FILE)
 
 
 class HistoryCommands(PipeCog):
@@ -20,5 +52,5 @@ class HistoryCommands(PipeCog):
     @app_commands.autocomplete(pipeline=PipeCog.pipeline_choices)
     async def history(self, interaction: discord.Interaction[Any], pipeline: str) -> None:
         start_deadline(interaction)
-        rows = await asyncio.to_thread(self.scheduler.get_history, pipeline, render.HISTORY_ROWS)
-        await respond(interaction, embed=render.history_embed(pipeline, rows))
+        embed, chart = await asyncio.to_thread(history_answer, self.scheduler, pipeline)
+        await respond(interaction, embed=embed, file=chart)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import logging
 import time
 from typing import Any
 
+import aiohttp
 import pytest
+from PIL import Image
 
 from bot import reply, views
 from bot.commands import run as run_module
@@ -128,6 +131,67 @@ async def test_history_shows_runs(world: World) -> None:
     assert "stage 1 (Boom): ValueError: no <article> in the page" in field["value"]
     message = await answer(await world.fake.interact("history", {"pipeline": "news"}))
     assert "by <@7>" in message["embeds"][0]["fields"][0]["value"]
+
+
+async def chart_of(fake: FakeDiscord, message: JSON) -> Image.Image:
+    """The PNG attached to ``message``, fetched as Discord's users would, and decoded."""
+    (attachment,) = message["attachments"]
+    assert attachment["filename"] == "history.png"
+    assert message["embeds"][0]["image"]["url"] == attachment["url"]  # shown in the embed
+    async with aiohttp.ClientSession() as session:
+        async with session.get(attachment["url"]) as resp:
+            data = await resp.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return Image.open(io.BytesIO(data))
+
+
+async def test_history_attaches_the_run_chart(world: World) -> None:
+    for _ in range(3):
+        await world.scheduler.arun("news", trigger="manual")
+    await world.scheduler.arun("broken", trigger="manual")
+    await world.fake.wait_for(lambda: finished(world.scheduler, "news", "broken"))
+    handle = await world.fake.interact("history", {"pipeline": "news"})
+    assert (await handle.response())["type"] == 4
+    (part,) = handle.callbacks[0].files
+    assert part.filename == "history.png"
+    image = await chart_of(world.fake, await handle.original())
+    assert image.format == "PNG" and image.size == (800, 360)
+    # Three success bars in the chart's green, no failure red: the news runs, not broken's.
+    colours = {colour for _, colour in image.convert("RGB").getcolors(800 * 360) or []}
+    assert (0x1E, 0x8E, 0x3E) in colours and (0xD9, 0x30, 0x25) not in colours
+
+
+async def test_history_without_runs_sends_no_chart(world: World) -> None:
+    handle = await world.fake.interact("history", {"pipeline": "slow"})
+    message = await answer(handle)
+    assert message["embeds"][0]["description"] == "No runs recorded yet."
+    assert "image" not in message["embeds"][0] and message["attachments"] == []
+    assert handle.callbacks[0].files == []
+    assert not handle.callbacks[0].headers["Content-Type"].startswith("multipart/")
+
+
+async def test_a_slow_history_is_deferred_and_the_chart_edited_in(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await world.scheduler.arun("news", trigger="manual")
+    await world.fake.wait_for(lambda: finished(world.scheduler, "news"))
+    monkeypatch.setattr(reply, "DEFER_AFTER", 0.05)
+    history = world.scheduler.ledger.history
+
+    def slowly(**kwargs: Any) -> Any:
+        time.sleep(0.3)  # a database having a bad moment (in the worker thread)
+        return history(**kwargs)
+
+    monkeypatch.setattr(world.scheduler.ledger, "history", slowly)
+    handle = await world.fake.interact("history", {"pipeline": "news"})
+    assert (await handle.response())["type"] == 5
+    image = await chart_of(world.fake, await handle.original())
+    assert image.size == (800, 360)
+    (edit,) = world.fake.requests_to(
+        "PATCH /webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"
+    )
+    assert [f.filename for f in edit.files] == ["history.png"]
+    assert len(handle.callbacks) == 1
 
 
 # --- /run ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import discord
 import pytest
 
 from bot import render
+from pipelines.sinks.discord import EMBED_TOTAL_CHARS
 from scheduler.models import Policies, RunRecord, ScheduleInfo
 
 T = TypeVar("T")
@@ -38,7 +39,7 @@ def info(name: str = "news", **changes: object) -> ScheduleInfo:
 
 def embed_ok(embed: discord.Embed) -> None:
     """Every per-embed limit holds."""
-    assert len(embed) <= render.EMBED_TOTAL_CHARS
+    assert len(embed) <= EMBED_TOTAL_CHARS
     assert len(embed.title or "") <= render.TITLE_CHARS
     assert len(embed.description or "") <= render.DESCRIPTION_CHARS
     assert len(embed.fields) <= render.EMBED_FIELDS
@@ -175,25 +176,6 @@ def test_fit_embed_enforces_every_limit() -> None:
     fitted = render.fit_embed(embed)
     embed_ok(fitted)
     assert fitted.title is not None and fitted.title.endswith(render.ELLIPSIS)
-
-
-def test_pack_embeds_respects_ten_per_message_and_6000_chars() -> None:
-    small = [discord.Embed(title=f"e{i}") for i in range(23)]
-    assert [len(m) for m in render.pack_embeds(small)] == [10, 10, 3]
-    big = [discord.Embed(description="x" * 2500) for _ in range(5)]
-    messages = render.pack_embeds(big)
-    assert [len(m) for m in messages] == [2, 2, 1]
-    for message in messages:
-        assert sum(len(e) for e in message) <= render.EMBED_TOTAL_CHARS
-    assert render.pack_embeds([]) == []
-
-
-def test_split_message_stays_under_2000() -> None:
-    lines = [f"line {i} " + "x" * 90 for i in range(100)]
-    messages = render.split_message(lines)
-    assert all(len(m) <= render.MESSAGE_CHARS for m in messages)
-    assert "\n".join(messages).count("line ") == 100
-    assert render.split_message(["y" * 5000]) == ["y" * 1999 + render.ELLIPSIS]
 
 
 def test_pages() -> None:

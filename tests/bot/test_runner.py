@@ -177,3 +177,23 @@ async def test_stop_during_the_backoff_returns_at_once(runner_: Runner) -> None:
     runner_.stop.set()
     await asyncio.wait_for(runner_.task, 5)  # not 60 s later
     assert runner.INITIAL_DELAY == 1.0
+
+
+async def test_the_connection_probe_follows_the_bot_across_a_new_session(runner_: Runner) -> None:
+    fake, first = runner_.fake, runner_.bot
+    probe = first.connection_probe()
+    assert not probe()  # not logged in yet
+    runner_.start()
+    await fake.wait_for(probe, timeout=10)
+    assert first.gateway_connected()
+    fake.outage(True, status=503)  # no new session until Discord is back
+    await fake.drop_gateway(code=4004)  # not resumable: run_bot starts a successor
+    await fake.wait_for(lambda: runner_.logins(503) >= 1)
+    assert not probe() and not first.gateway_connected()
+    fake.outage(False)
+    await fake.wait_for(probe, timeout=10)
+    successor = first.alerts.bot
+    assert successor is not first and successor.gateway_connected()
+    assert not first.gateway_connected()  # the first client is closed for good
+    await runner_.finish()
+    assert not probe()

@@ -85,6 +85,15 @@ def test_text_messages_are_packed_within_2000() -> None:
     assert pack_text(["a", "b"]) == ["a\nb"]
 
 
+def test_pack_text_cuts_long_lines_and_keeps_every_line() -> None:
+    lines = [f"line {i} " + "x" * 90 for i in range(100)]
+    messages = pack_text(lines)
+    assert all(len(m) <= 2000 for m in messages)
+    assert "\n".join(messages).count("line ") == 100
+    assert pack_text(["y" * 5000]) == ["y" * 1999 + "…"]
+    assert pack_text([]) == []
+
+
 def test_embed_from_item_keys() -> None:
     sink = DiscordSink(
         channel_id=1,

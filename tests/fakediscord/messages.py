@@ -21,6 +21,7 @@ Broadcast = Callable[[str, JSON, int], None]
 CREATE_FLAGS = 4 | 4096 | payloads.IS_COMPONENTS_V2  # SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS, V2
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
+ATTACHMENT_SCHEME = "attachment://"
 
 
 class MessageStore:
@@ -97,6 +98,7 @@ class MessageStore:
             message["components"] = body["components"] or []
         if "attachments" in body or files:
             message["attachments"] = self._attachments(message, body, files)
+        _link_attachments(message)
         self._mentions(message, body.get("allowed_mentions"))
 
     def _attachments(self, message: JSON, body: JSON, files: list[FilePart]) -> list[JSON]:
@@ -144,3 +146,16 @@ class MessageStore:
         message["mention_roles"] = [r for r in roles if "roles" in parse or r in allowed_roles]
         everyone = "@everyone" in content or "@here" in content
         message["mention_everyone"] = everyone and "everyone" in parse
+
+
+def _link_attachments(message: JSON) -> None:
+    """Point embed images at ``attachment://<filename>`` to that attachment, as Discord does
+    (an unknown filename stays as it was)."""
+    urls = {a["filename"]: a["url"] for a in message["attachments"]}
+    for embed in message["embeds"]:
+        for key in ("image", "thumbnail"):
+            media = embed.get(key)
+            url = str((media or {}).get("url") or "")
+            if url.startswith(ATTACHMENT_SCHEME) and url[len(ATTACHMENT_SCHEME) :] in urls:
+                found = urls[url[len(ATTACHMENT_SCHEME) :]]
+                embed[key] = {**media, "url": found, "proxy_url": found}
