@@ -12,8 +12,18 @@ SQLite needs 3.35 or newer (RETURNING) with JSON functions (built in since 3.38)
 When the database cannot be written (down, locked, connection dropped) the writer
 rolls back and retries the same batch with capped backoff, keeping every queued
 operation: a claim stays pending until it is written and a result is never dropped.
-``healthy`` and ``last_error`` report such an outage. Reads are synchronous (callers
-run them in a thread) and raise ``StoreError``.
+``healthy`` and ``last_error`` report such an outage, and ``on_health`` (called from the
+writer thread) hears when one begins and ends. Reads are synchronous (callers run them
+in a thread) and raise ``StoreError``.
+
+Fencing (several scheduler processes): the active one calls ``advance_fence`` when it
+takes the lease; that raises ``meta.leader_fence`` and its claims carry the new value.
+A claim is written only if its fence is not below the stored one, checked in the
+claim's own transaction (on PostgreSQL under a share lock on that row, so a takeover
+waits for claims in flight), so a leader that lost its lease cannot claim an instant
+once another has taken over: such claims come back as "claimed already" and
+``on_fenced`` is called. After ``revoke_fence`` the writer refuses the term's claims
+whatever the database holds.
 
 Row times: ``started_at`` is when the writer stored the row (for ``skipped`` and
 ``missed`` rows, which never ran, it equals ``finished_at``); history is ordered by it.
@@ -32,6 +42,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
@@ -41,6 +52,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     cast,
     delete,
     func,
@@ -64,10 +76,12 @@ from pipelines.db import redact_url
 
 from .errors import StoreError
 from .models import FINAL_STATUSES, RunRecord
-from .tables import UTCDateTime, runs
+from .tables import UTCDateTime, meta, runs, schedules
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+WORKER_HOLDER_PREFIX = "worker:"
+"""Holders of runs executed by Celery workers (``scheduler.executors.celery_app``)."""
 T = TypeVar("T")
 
 CHUNK_ROWS = 500
@@ -76,7 +90,10 @@ SETTLE_SLICE = 200
 """Futures resolved per event-loop callback."""
 ERROR_CHARS = 2000
 BACKOFF_FIRST = 0.05
-BACKOFF_MAX = 5.0
+BACKOFF_MAX = 2.0
+"""Longest wait between retries: writing resumes within this of the database returning."""
+FENCE_KEY = "leader_fence"
+"""``meta`` row holding the fencing token of the newest leader."""
 STOP_TIMEOUT = 30.0
 STOP_GRACE = 5.0
 FAILURE_STATUSES = ("failed", "timeout", "abandoned")
@@ -270,6 +287,14 @@ class Ledger:
         self._abort = threading.Event()
         self._outage_since: float | None = None
         self._attempts = 0
+        self.fence: int | None = None
+        """The fencing token claims are written with (None: no fencing, one process)."""
+        self._revoked = 0
+        self._idle_limit_ms: int | None = None
+        self.on_fenced: Callable[[], None] | None = None
+        """Called (on the writer thread) when claims were refused for a stale fence."""
+        self.on_health: Callable[[bool], None] | None = None
+        """Called (on the writer thread) with False when writes start failing, True after."""
 
     def __repr__(self) -> str:
         return f"Ledger(database={self.where!r}, holder={self.holder!r})"
@@ -328,6 +353,70 @@ class Ledger:
         """Resolve when everything queued before the call is committed."""
         await self._enqueue(_Barrier())
 
+    # --- fencing --------------------------------------------------------------------------
+
+    def advance_fence(self, token: int | None = None, *, idle_limit: float | None = None) -> int:
+        """Become the newest leader: raise the stored fence and claim with it from now on.
+
+        The stored value becomes the larger of itself + 1 and ``token`` (the lease
+        backend's own fencing token, when it has one). On PostgreSQL, this waits for
+        claims of an earlier leader that are in flight. ``idle_limit`` (seconds) bounds
+        how long a claim transaction may sit idle on PostgreSQL (a paused process's
+        open transaction is ended by the server and cannot block the next leader).
+        Blocking: call it in a thread.
+        """
+        dialect = self.engine.dialect.name
+        insert = postgresql.insert(meta) if dialect == "postgresql" else sqlite.insert(meta)
+        values = insert.values(key=FENCE_KEY, value=max(token or 1, 1))
+        bumped = meta.c.value + 1
+        statement = values.on_conflict_do_update(
+            index_elements=[meta.c.key],
+            set_={
+                "value": case((bumped > values.excluded.value, bumped), else_=values.excluded.value)
+            },
+        ).returning(meta.c.value)
+
+        def work(conn: Connection) -> int:
+            return int(conn.execute(statement).scalar_one())
+
+        fence = self._maintain("advance the leader fence", work)
+        self.fence = fence
+        self._idle_limit_ms = None if idle_limit is None else max(1000, int(idle_limit * 1000))
+        logger.info("leader fence is now %d", fence)
+        return fence
+
+    def revoke_fence(self) -> None:
+        """Lease lost: the writer refuses the current term's claims from now on."""
+        if self.fence is not None:
+            self._revoked = max(self._revoked, self.fence)
+
+    def stored_fence(self) -> int | None:
+        """The fence of the newest leader, as stored."""
+        query = select(meta.c.value).where(meta.c.key == FENCE_KEY)
+        return self._read("read the leader fence", lambda conn: conn.scalar(query))
+
+    def _admit_fenced(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows whose fence is current (all rows without a fence)."""
+        if all(row["fence"] is None for row in rows):
+            return rows
+        if self._idle_limit_ms is not None and self.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                f"SET LOCAL idle_in_transaction_session_timeout = {self._idle_limit_ms}"
+            )
+        query = select(meta.c.value).where(meta.c.key == FENCE_KEY).with_for_update(read=True)
+        current = max(int(conn.scalar(query) or 0), self._revoked + 1)
+        admitted = [row for row in rows if row["fence"] is None or row["fence"] >= current]
+        if len(admitted) < len(rows):
+            logger.warning(
+                "refused %d claim(s) of a leader term that has ended (fence below %d)",
+                len(rows) - len(admitted),
+                current,
+            )
+            term = self.fence
+            if term is not None and any(row["fence"] == term for row in rows):
+                _safely(self.on_fenced)  # the current term has ended: another leader is on
+        return admitted
+
     # --- writes ---------------------------------------------------------------------------
 
     async def claim(
@@ -342,7 +431,8 @@ class Ledger:
     ) -> str | None:
         """Claim a scheduled instant as a ``running`` row; None if it was claimed already."""
         row = self._row(schedule, pipeline, trigger, "running", _aware(scheduled_for), requested_by)
-        row["fence"] = fence
+        if fence is not None:
+            row["fence"] = fence
         result: str | None = await self._enqueue(_Insert("claim", [row]))
         return result
 
@@ -449,7 +539,7 @@ class Ledger:
             "items": None,
             "stages": None,
             "holder": self.holder,
-            "fence": None,
+            "fence": self.fence if scheduled_for is not None else None,
         }
 
     async def _enqueue(self, op: _Waiter) -> Any:
@@ -521,21 +611,19 @@ class Ledger:
             return set()
         _stamp(rows)
         with self.engine.begin() as conn:
-            new = self._insert_rows(conn, rows, retry=retry)
+            admitted = self._admit_fenced(conn, rows) if rows else rows
+            new = self._insert_rows(conn, admitted)
+            if retry:  # an earlier attempt may have committed before its connection dropped
+                new.update(self._ours(conn, [r["run_id"] for r in rows if r["run_id"] not in new]))
             if finishes:
                 conn.execute(_FINISH, finishes)
         self.transactions += 1
         return new
 
-    def _insert_rows(
-        self, conn: Connection, rows: list[dict[str, Any]], *, retry: bool
-    ) -> set[str]:
-        new: set[str] = set()
-        if rows:
-            new.update(conn.scalars(self._bulk.statement, self._bulk.params(rows)))
-        if retry:  # an earlier attempt may have committed before its connection dropped
-            new.update(self._ours(conn, [r["run_id"] for r in rows if r["run_id"] not in new]))
-        return new
+    def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        if not rows:
+            return set()
+        return set(conn.scalars(self._bulk.statement, self._bulk.params(rows)))
 
     def _ours(self, conn: Connection, run_ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -569,6 +657,7 @@ class Ledger:
                 self.where,
                 self.last_error,
             )
+            self._tell_health(False)
 
     def _recovered(self) -> None:
         since = self._outage_since
@@ -582,6 +671,12 @@ class Ledger:
         )
         self._outage_since = None
         self._attempts = 0
+        self._tell_health(True)
+
+    def _tell_health(self, healthy: bool) -> None:
+        callback = self.on_health
+        if callback is not None:
+            _safely(lambda: callback(healthy))
 
     def _give_up(self, ops: list[_Op], exc: BaseException) -> None:
         error = exc if isinstance(exc, StoreError) else StoreError(_describe(exc))
@@ -669,8 +764,10 @@ class Ledger:
 
         return self._read(f"read run {run_id}", work)
 
-    def last_runs(self) -> dict[str, RunRecord]:
-        """Per schedule, its newest row of any status (by ``started_at``)."""
+    def last_runs(self, names: Sequence[str] | None = None) -> dict[str, RunRecord]:
+        """Per schedule (of ``names``, or all), its newest row of any status."""
+        if names is not None:
+            return self._last_runs_of(list(names))
         newest = (
             select(runs.c.schedule, func.max(runs.c.started_at).label("at"))
             .where(runs.c.schedule.is_not(None))
@@ -688,6 +785,20 @@ class Ledger:
             return found
 
         return self._read("read the last runs", work)
+
+    def _last_runs_of(self, names: list[str]) -> dict[str, RunRecord]:
+        """One index probe per name (``_LAST_RUN_OF``), in chunks of 500 names."""
+        found: dict[str, RunRecord] = {}
+
+        def work(conn: Connection) -> dict[str, RunRecord]:
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                for row in conn.execute(_LAST_RUNS_OF, {"names": chunk}):
+                    record = _record(row)
+                    found[record.schedule or ""] = record
+            return found
+
+        return self._read("read the last runs", work) if names else found
 
     def last_claimed(self, schedule: str) -> datetime | None:
         """The newest instant claimed for ``schedule`` (catch-up starts after it)."""
@@ -749,10 +860,15 @@ class Ledger:
         """Close rows left ``running`` by stopped processes as ``abandoned``; returns them.
 
         Every holder except ``exclude_holder`` is taken as stopped: call it at start-up of
-        the only scheduler process that writes to this database.
+        the only scheduler process that writes to this database. Rows held by Celery
+        workers (``worker:...``) are left to the Celery executor, which knows whether
+        their worker is alive.
         """
         at = _aware(now or datetime.now(UTC))
-        left = select(runs).where(runs.c.status == "running")
+        left = select(runs).where(
+            runs.c.status == "running",
+            or_(runs.c.holder.is_(None), runs.c.holder.not_like(f"{WORKER_HOLDER_PREFIX}%")),
+        )
         if exclude_holder is not None:
             left = left.where(or_(runs.c.holder.is_(None), runs.c.holder != exclude_holder))
 
@@ -812,6 +928,16 @@ class Ledger:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _safely(callback: Callable[[], object] | None) -> None:
+    """Call a listener from the writer thread, which must survive whatever it raises."""
+    if callback is None:
+        return
+    try:
+        callback()
+    except Exception:
+        logger.exception("run ledger listener failed")
 
 
 def _aware(value: datetime) -> datetime:
@@ -897,10 +1023,28 @@ def _newest_first(query: Select[Any]) -> Select[Any]:
     return query.order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
 
 
+_r = runs.alias("newest")
+_names = (
+    select(schedules.c.name)
+    .where(schedules.c.name.in_(bindparam("names", expanding=True)))
+    .subquery()
+)
+_newest_of = (
+    select(_r.c.run_id)
+    .where(_r.c.schedule == _names.c.name)
+    .order_by(_r.c.started_at.desc(), _r.c.run_id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_LAST_RUNS_OF = select(runs).where(runs.c.run_id.in_(select(_newest_of).select_from(_names)))
+"""The newest run of each schedule named in ``names``: an index probe per name."""
+
+
 def _at_or_before(started_at: datetime, run_id: str) -> Any:
-    return or_(
-        runs.c.started_at < started_at,
-        and_(runs.c.started_at == started_at, runs.c.run_id <= run_id),
+    # the outer <= lets SQLite and PostgreSQL range-scan ix_runs_started; the OR alone does not
+    return and_(
+        runs.c.started_at <= started_at,
+        or_(runs.c.started_at < started_at, runs.c.run_id <= run_id),
     )
 
 
@@ -908,9 +1052,9 @@ def _before(conn: Connection, run_id: str) -> Any:
     started_at = conn.scalar(select(runs.c.started_at).where(runs.c.run_id == run_id))
     if started_at is None:
         return runs.c.run_id.is_(None)  # unknown run: nothing comes before it
-    return or_(
-        runs.c.started_at < started_at,
-        and_(runs.c.started_at == started_at, runs.c.run_id < run_id),
+    return and_(
+        runs.c.started_at <= started_at,
+        or_(runs.c.started_at < started_at, runs.c.run_id < run_id),
     )
 
 
@@ -927,18 +1071,60 @@ def _newest_claims() -> Select[Any]:
     )
 
 
-def _record(row: Any) -> RunRecord:
-    return RunRecord(
-        run_id=row.run_id,
-        schedule=row.schedule,
-        pipeline=row.pipeline,
-        trigger=row.trigger,
-        status=row.status,
-        scheduled_for=row.scheduled_for,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        requested_by=row.requested_by,
-        error=row.error,
-        items=tuple(json.loads(row.items)) if row.items else (),
-        stages=tuple(json.loads(row.stages)) if row.stages else (),
+_RECORD_COLUMNS = itemgetter(
+    *(
+        runs.columns.keys().index(name)
+        for name in (
+            "run_id",
+            "schedule",
+            "pipeline",
+            "trigger",
+            "status",
+            "scheduled_for",
+            "started_at",
+            "finished_at",
+            "requested_by",
+            "error",
+            "items",
+            "stages",
+        )
     )
+)
+"""Positions of ``RunRecord``'s fields in a ``select(runs)`` row: a tuple is read several
+times faster than ``row.<name>`` (3.9 ms -> 1.5 ms for a page of 101 runs)."""
+
+
+def _record(row: Any) -> RunRecord:
+    """A ``RunRecord`` from a row of ``select(runs)`` (all columns, table order)."""
+    (
+        run_id,
+        schedule,
+        pipeline,
+        trigger,
+        status,
+        scheduled_for,
+        started_at,
+        finished_at,
+        requested_by,
+        error,
+        items,
+        stages,
+    ) = _RECORD_COLUMNS(tuple(row))
+    return RunRecord(
+        run_id=run_id,
+        schedule=schedule,
+        pipeline=pipeline,
+        trigger=trigger,
+        status=status,
+        scheduled_for=scheduled_for,
+        started_at=started_at,
+        finished_at=finished_at,
+        requested_by=requested_by,
+        error=error,
+        items=_json_tuple(items),
+        stages=_json_tuple(stages),
+    )
+
+
+def _json_tuple(text: str | None) -> tuple[Any, ...]:
+    return tuple(json.loads(text)) if text and text != "[]" else ()

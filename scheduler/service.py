@@ -26,7 +26,7 @@ from pipelines.db import get_engine, redact_url
 from pipelines.pipeline import Pipeline
 
 from . import migrate
-from .dispatch import Dispatcher, RunRequest
+from .dispatch import Dispatcher, Executor, RunRequest
 from .errors import (
     InvalidScheduleError,
     JobExistsError,
@@ -36,6 +36,7 @@ from .errors import (
     UnknownPipelineError,
 )
 from .events import EVENT_ALL, EVENT_JOB_ADDED, EVENT_JOB_REMOVED, EventBus, JobEvent, Listener
+from .executors.celery_settings import CelerySettings
 from .ledger import Ledger
 from .models import Owner, Policies, RunRecord, ScheduleDef, ScheduleInfo
 from .runtime import Runtime
@@ -65,6 +66,7 @@ class PipelineScheduler:
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.ledger = Ledger(self._db, holder=holder)
         self.events = EventBus()
+        self._celery = CelerySettings.from_env()  # bad executor settings refuse to start
         self._targets: dict[str, Target] = dict(targets or {})
         self._runtime: Runtime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,6 +76,14 @@ class PipelineScheduler:
 
     def __repr__(self) -> str:
         return f"PipelineScheduler(database={redact_url(self.settings.database_url)!r})"
+
+    def _executor(self) -> Executor | None:
+        """A fresh executor for a dispatcher (``drain`` closes it); None: run in-process."""
+        if not self._celery.enabled:
+            return None
+        from .executors.celery import CeleryExecutor  # imports celery only when asked for
+
+        return CeleryExecutor(self._celery, self._db)
 
     # --- targets --------------------------------------------------------------------------
 
@@ -237,10 +247,17 @@ class PipelineScheduler:
 
     def add_schedules(self, schedules: list[ScheduleDef]) -> None:
         """Add many validated definitions in one transaction (bulk loads, benchmarks)."""
-        self.store.add_many(schedules)
+        revision = self.store.add_many(schedules)
         runtime = self._runtime
-        if runtime is not None:
-            self._call_soon(lambda: runtime.apply_many(schedules))
+        if runtime is None or revision is None:
+            return
+
+        def apply() -> None:
+            runtime.apply_many(schedules)
+            if runtime.revision == revision - 1:  # nothing but this change to read back
+                runtime.revision = revision
+
+        self._call_soon(apply)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -405,7 +422,11 @@ class PipelineScheduler:
         ledger = Ledger(self._db, holder=self.ledger.holder)
         ledger.start()
         try:
-            return await Dispatcher(ledger, self.resolve, self.events).run(request)
+            dispatcher = Dispatcher(ledger, self.resolve, self.events, executor=self._executor())
+            try:
+                return await dispatcher.run(request)
+            finally:
+                await dispatcher.aclose()
         finally:
             await ledger.stop()
 
@@ -435,10 +456,13 @@ class PipelineScheduler:
         problems = [runtime.store_error] if runtime is not None and runtime.store_error else []
         if not self.ledger.healthy:
             problems.append(f"ledger: {self.ledger.last_error}")
+        if runtime.outage is not None and not problems:
+            problems.append(f"firing paused: {runtime.outage}")
         status = "down" if not engine_ok else ("degraded" if stale or problems else "ok")
         next_due = self._next_due()
         return {
             "status": status,
+            "role": self.role,
             "running": engine_ok,
             "uptime_seconds": None
             if self._started_at is None
@@ -477,6 +501,7 @@ class PipelineScheduler:
             problem = [f"no scheduler heartbeat for {age:.0f} s (crashed or hung?)"]
         return {
             "status": "ok" if alive else "down",
+            "role": self.role,
             "running": False,
             "scheduler_heartbeat_age_seconds": age,
             "jobs": {
@@ -523,16 +548,39 @@ class PipelineScheduler:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    role: str | None = None
+    """``leader`` or ``standby`` with SCHEDULER_DISTRIBUTED (set by serve); None otherwise."""
+
     @property
     def running(self) -> bool:
         return self._runtime is not None and self._runtime.engine.running
 
-    async def astart(self) -> None:
-        """Start on the running event loop (the bot's, or main_scheduler's)."""
+    async def astart(
+        self,
+        *,
+        leader_token: int | None = None,
+        on_step_down: Callable[[str], None] | None = None,
+    ) -> None:
+        """Start on the running event loop (the bot's, or main_scheduler's).
+
+        As the leader of several processes, pass ``on_step_down``: the fence is advanced
+        (to at least ``leader_token``, the lease's fencing token) before anything is
+        claimed, and ``on_step_down(reason)`` is called if the term must end (claims
+        refused for a stale fence, or the database gone for longer than the lease TTL).
+        """
         if self._runtime is not None:
             raise SchedulerError("the scheduler is running already")
         self._loop = asyncio.get_running_loop()
-        runtime = Runtime(self.settings, self.store, self.ledger, self.resolve, self.events)
+        runtime = Runtime(
+            self.settings,
+            self.store,
+            self.ledger,
+            self.resolve,
+            self.events,
+            leader_token=leader_token,
+            on_step_down=on_step_down,
+            executor=self._executor(),
+        )
         self._runtime = runtime
         try:
             await runtime.start()
@@ -541,14 +589,25 @@ class PipelineScheduler:
             raise
         self._started_at = time.monotonic()
 
-    async def astop(self, grace: float | None = None) -> int:
-        """Stop firing, let running runs finish within ``grace`` seconds, cancel the rest."""
+    async def astop(self, grace: float | None = None, *, step_down: bool = False) -> int:
+        """Stop firing, let running runs finish within ``grace`` seconds, cancel the rest.
+
+        ``step_down``: the process stays up as a standby, and results not yet written
+        stay queued until the database takes them.
+        """
         runtime = self._runtime
         if runtime is None:
             return 0
-        cancelled = await runtime.stop(self.settings.shutdown_grace if grace is None else grace)
+        cancelled = await runtime.stop(
+            self.settings.shutdown_grace if grace is None else grace, keep_ledger=step_down
+        )
         self._runtime = None
         return cancelled
+
+    def halt(self) -> None:
+        """Stop firing at once, on the loop (the lease is lost); ``astop`` follows."""
+        if self._runtime is not None:
+            self._runtime.halt()
 
     def start(self) -> None:
         """Start: on the running loop if there is one, else in a background thread."""

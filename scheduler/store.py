@@ -2,18 +2,23 @@
 
 Every change bumps ``meta.schedules_revision`` in the same transaction, so a
 scheduler process notices changes made by another process (the CLI, a second
-instance) by polling one integer.
+instance) by polling one integer; on PostgreSQL the bump also sends a NOTIFY on
+``CHANGES_CHANNEL`` at commit, which wakes the active scheduler at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from operator import attrgetter, itemgetter
+from sys import intern
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -27,6 +32,8 @@ from .tables import audit, meta, schedules
 logger = logging.getLogger(__name__)
 REVISION_KEY = "schedules_revision"
 HEARTBEAT_KEY = "scheduler_heartbeat"
+CHANGES_CHANNEL = "pipebot_schedules"
+"""PostgreSQL NOTIFY channel of revision bumps; the payload is the store's schema."""
 T = TypeVar("T")
 
 
@@ -46,13 +53,32 @@ class SyncReport:
         )
 
 
+_JSON = json.JSONEncoder(sort_keys=True, default=str)
+"""``json.dumps(..., sort_keys=True, default=str)`` without building an encoder per call."""
+_POLICY_FIELDS = tuple(f.name for f in dataclass_fields(Policies))
+
+
+def _definition_hash(schedule: ScheduleDef) -> str:
+    """``schedule.definition_hash()``: the same text, built without ``asdict``'s deep copy,
+    which took a third of the time of adding 10,000 schedules (a test keeps them equal)."""
+    p = schedule.policies
+    definition = {
+        "pipeline": schedule.pipeline,
+        "kind": schedule.kind,
+        "fields": schedule.fields,
+        "timezone": schedule.timezone,
+        "policies": {name: getattr(p, name) for name in _POLICY_FIELDS},
+    }
+    return hashlib.sha256(_JSON.encode(definition).encode()).hexdigest()[:16]
+
+
 def _to_row(schedule: ScheduleDef, now: datetime) -> dict[str, Any]:
     p = schedule.policies
     return {
         "name": schedule.name,
         "pipeline": schedule.pipeline,
         "kind": schedule.kind,
-        "fields": json.dumps(schedule.fields, sort_keys=True, default=str),
+        "fields": _JSON.encode(schedule.fields),
         "timezone": schedule.timezone,
         "enabled": schedule.enabled,
         "overlap": p.overlap,
@@ -66,33 +92,122 @@ def _to_row(schedule: ScheduleDef, now: datetime) -> dict[str, Any]:
         "created_by": schedule.created_by,
         "created_at": schedule.created_at or now,
         "updated_at": now,
-        "definition_hash": schedule.definition_hash(),
+        "definition_hash": _definition_hash(schedule),
     }
 
 
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+"""Positional placeholders of the DB-API parameter styles the bulk insert writes itself."""
+
+
+def _insert_rows(conn: Connection, items: Sequence[ScheduleDef], now: datetime) -> None:
+    """Insert new rows with one ``executemany`` of plain tuples.
+
+    SQLAlchemy's per-row parameter handling took twice as long as SQLite's insert of
+    10,000 rows, so the values are passed to the driver as they are, except the times,
+    which go through the column type's own bind processor (once for the shared ``now``).
+    """
+    dialect = conn.dialect
+    mark = _MARKS.get(dialect.paramstyle)
+    if mark is None:  # another parameter style: let SQLAlchemy bind each row
+        conn.execute(insert(schedules), [_to_row(s, now) for s in items])
+        return
+    names = list(schedules.columns.keys())
+    process = schedules.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+    stamp: Callable[[Any], Any] = (lambda moment: moment) if process is None else process
+    stamped_now = stamp(now)
+    rows = []
+    for schedule in items:
+        row = _to_row(schedule, now)
+        created = row["created_at"]
+        row["created_at"] = stamped_now if created is now else stamp(created)
+        row["updated_at"] = stamped_now
+        rows.append(tuple(row[name] for name in names))
+    quote = dialect.identifier_preparer.quote
+    statement = (
+        f"INSERT INTO {quote(schedules.name)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join(mark for _ in names)})"
+    )
+    conn.exec_driver_sql(statement, rows)
+
+
+_ROW_COLUMNS = (
+    "name", "pipeline", "kind", "fields", "timezone", "enabled", "overlap", "catchup",
+    "coalesce", "misfire_grace_time", "jitter", "timeout", "max_instances", "owner",
+    "created_by", "created_at", "updated_at",
+)  # fmt: skip
+_pick = itemgetter(*(list(schedules.columns.keys()).index(name) for name in _ROW_COLUMNS))
+"""The values of ``_ROW_COLUMNS`` from a row of ``select(schedules)``, in one call."""
+_MEMO_LIMIT = 4096
+_policies_memo: dict[tuple[Any, ...], Policies] = {}
+
+
+def _shared_policies(values: tuple[Any, ...]) -> Policies:
+    """One ``Policies`` object per distinct combination (most schedules share one)."""
+    policies = _policies_memo.get(values)
+    if policies is None:
+        overlap, catchup, coalesce, misfire, jitter, timeout, max_instances = values
+        policies = Policies(
+            overlap=overlap,
+            catchup=catchup,
+            coalesce=bool(coalesce),
+            misfire_grace_time=misfire,
+            jitter=jitter,
+            timeout=timeout,
+            max_instances=max_instances,
+        )
+        if len(_policies_memo) >= _MEMO_LIMIT:
+            _policies_memo.clear()
+        _policies_memo[values] = policies
+    return policies
+
+
+_Text = TypeVar("_Text", bound=str)
+
+
+def _interned(text: _Text) -> _Text:
+    """``sys.intern`` keeping a Literal type: one string object for a repeated value."""
+    return cast(_Text, intern(text))
+
+
+_moments_memo: dict[datetime, datetime] = {}
+
+
+def _shared_moment(moment: datetime) -> datetime:
+    """One object per distinct time: schedules added together share their creation time."""
+    shared = _moments_memo.get(moment)
+    if shared is None:
+        if len(_moments_memo) >= _MEMO_LIMIT:
+            _moments_memo.clear()
+        shared = _moments_memo[moment] = moment
+    return shared
+
+
 def _from_row(row: Any) -> ScheduleDef:
-    policies = Policies(
-        overlap=row.overlap,
-        catchup=row.catchup,
-        coalesce=row.coalesce,
-        misfire_grace_time=row.misfire_grace_time,
-        jitter=row.jitter,
-        timeout=row.timeout,
-        max_instances=row.max_instances,
-    )
+    """A row of ``select(schedules)`` as a definition; repeated texts share one string,
+    so that 10,000 loaded schedules stay small."""
+    (
+        name, pipeline, kind, fields, timezone, enabled, overlap, catchup, coalesce,
+        misfire, jitter, timeout, max_instances, owner, created_by, created_at, updated_at,
+    ) = _pick(row)  # fmt: skip
     return ScheduleDef(
-        name=row.name,
-        pipeline=row.pipeline,
-        kind=row.kind,
-        fields=json.loads(row.fields),
-        timezone=row.timezone,
-        policies=policies,
-        owner=row.owner,
-        enabled=row.enabled,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        name=name,
+        pipeline=intern(pipeline),
+        kind=_interned(kind),
+        fields={intern(key): value for key, value in json.loads(fields).items()},
+        timezone=intern(timezone),
+        policies=_shared_policies(
+            (overlap, catchup, coalesce, misfire, jitter, timeout, max_instances)
+        ),
+        owner=_interned(owner),
+        enabled=enabled,
+        created_by=None if created_by is None else intern(created_by),
+        created_at=_shared_moment(created_at),
+        updated_at=_shared_moment(updated_at),
     )
+
+
+_by_name = attrgetter("name")
 
 
 class ScheduleStore:
@@ -118,6 +233,8 @@ class ScheduleStore:
         ).rowcount
         if not changed:
             conn.execute(insert(meta).values(key=REVISION_KEY, value=1))
+        if conn.dialect.name == "postgresql":  # delivered at commit to LISTENing schedulers
+            conn.execute(select(func.pg_notify(CHANGES_CHANNEL, func.current_schema())))
 
     def get_meta(self, key: str) -> int | None:
         value = self._run(
@@ -153,9 +270,9 @@ class ScheduleStore:
 
     def all(self) -> list[ScheduleDef]:
         def work(conn: Connection) -> list[ScheduleDef]:
-            return [
-                _from_row(r) for r in conn.execute(select(schedules).order_by(schedules.c.name))
-            ]
+            loaded = [_from_row(r) for r in conn.execute(select(schedules))]
+            loaded.sort(key=_by_name)
+            return loaded
 
         return self._run("read schedules", work)
 
@@ -166,15 +283,18 @@ class ScheduleStore:
 
         return self._run(f"read schedule {name!r}", work)
 
-    def add_many(self, items: Sequence[ScheduleDef]) -> None:
-        """Insert new schedules in one transaction; none is added if one name exists."""
+    def add_many(self, items: Sequence[ScheduleDef]) -> int | None:
+        """Insert new schedules in one transaction; none is added if one name exists.
+
+        Returns the schedule revision this change made (None when ``items`` is empty).
+        """
         if not items:
-            return
+            return None
         now = datetime.now(UTC)
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> int:
             try:
-                conn.execute(insert(schedules), [_to_row(s, now) for s in items])
+                _insert_rows(conn, items, now)
             except IntegrityError:
                 names = [s.name for s in items]
                 existing = conn.scalars(
@@ -182,8 +302,9 @@ class ScheduleStore:
                 ).first()
                 raise JobExistsError(existing or names[0]) from None
             self._bump(conn)
+            return int(conn.scalar(select(meta.c.value).where(meta.c.key == REVISION_KEY)) or 0)
 
-        self._run("add schedules", work)
+        return self._run("add schedules", work)
 
     def add(self, schedule: ScheduleDef) -> None:
         self.add_many([schedule])
@@ -220,9 +341,13 @@ class ScheduleStore:
     def remove(self, name: str) -> ScheduleDef:
         def work(conn: Connection) -> ScheduleDef:
             row = conn.execute(select(schedules).where(schedules.c.name == name)).first()
-            if row is None:
+            # The delete's row count decides: on SQLite the select runs before the write
+            # lock is taken, so two racing removes can both see the row.
+            if (
+                row is None
+                or not conn.execute(delete(schedules).where(schedules.c.name == name)).rowcount
+            ):
                 raise JobLookupError(name)
-            conn.execute(delete(schedules).where(schedules.c.name == name))
             self._bump(conn)
             return _from_row(row)
 

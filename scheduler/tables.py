@@ -98,7 +98,7 @@ runs = Table(
     UniqueConstraint("schedule", "scheduled_for", name="uq_runs_claim"),
     Index("ix_runs_pipeline_started", "pipeline", "started_at"),
     Index("ix_runs_schedule_started", "schedule", "started_at"),
-    Index("ix_runs_status", "status"),
+    Index("ix_runs_status_started", "status", "started_at"),
     Index("ix_runs_started", "started_at"),
 )
 

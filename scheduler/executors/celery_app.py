@@ -18,11 +18,12 @@ from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
 
+from ..ledger import WORKER_HOLDER_PREFIX
 from .celery_settings import CelerySettings
 
 TASK_NAME = "pipebot.run"
 ALIVE_PREFIX = "pipebot:alive:"
-WORKER_PREFIX = "worker:"
+WORKER_PREFIX = WORKER_HOLDER_PREFIX
 """Holders (the ledger's ``holder`` column) of rows a worker has taken start with it."""
 
 
