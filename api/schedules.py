@@ -8,7 +8,6 @@ audit trail next to the ones made from chat.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import re
 from typing import Any
@@ -154,13 +153,9 @@ def schedule_page(
 ) -> list[ScheduleInfo]:
     """Up to ``count`` schedules in code point order of their names, after ``after``.
 
-    Blocking. The facade has no paged listing yet, so this reads every schedule and its
-    last run (about 1 s at 10,000 schedules and 1,000,000 runs on SQLite); once
-    ``list_schedules`` takes ``after``/``limit``, this becomes that one call.
+    Blocking: one page of rows and the last run of each, read as such.
     """
-    infos = sorted(scheduler.list_schedules(), key=lambda info: info.name)
-    start = 0 if after is None else bisect.bisect_right([i.name for i in infos], after)
-    return infos[start : start + count]
+    return scheduler.list_schedules(after=after, limit=count)
 
 
 class ScheduleViews:

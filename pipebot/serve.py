@@ -157,6 +157,9 @@ async def _serve_terms(
             await _lead(scheduler, lease, client, bot_settings, stop, loss)
             if not loss.event.is_set():
                 break  # stopped cleanly: runs drained, the ledger written
+            # A leader that just lost its term lets the standbys go first: competing again
+            # at once, it would often win the lease back from the process meant to replace it.
+            await _sleep_unless(stop, lease.ttl)
     finally:
         for task in startup:
             task.cancel()

@@ -261,9 +261,16 @@ class PipelineScheduler:
 
     # --- reading --------------------------------------------------------------------------
 
-    def list_schedules(self) -> list[ScheduleInfo]:
-        schedules = self.store.all()
-        last = self.ledger.last_runs()
+    def list_schedules(
+        self, *, after: str | None = None, limit: int | None = None
+    ) -> list[ScheduleInfo]:
+        """Schedules by name; with ``after``/``limit``, one page of them (read as a page)."""
+        if after is None and limit is None:
+            schedules = self.store.all()
+            last = self.ledger.last_runs()
+        else:
+            schedules = self.store.page(after, limit if limit is not None else 1 << 30)
+            last = self.ledger.last_runs([s.name for s in schedules])
         now = datetime.now(UTC)
         return [self._info(s, last.get(s.name), now) for s in schedules]
 

@@ -20,7 +20,7 @@ from operator import attrgetter, itemgetter
 from sys import intern
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from pipelines.db import redact_url
@@ -273,6 +273,20 @@ class ScheduleStore:
             loaded = [_from_row(r) for r in conn.execute(select(schedules))]
             loaded.sort(key=_by_name)
             return loaded
+
+        return self._run("read schedules", work)
+
+    def page(self, after: str | None, limit: int) -> list[ScheduleDef]:
+        """Up to ``limit`` schedules by name after ``after``, in code point order everywhere."""
+        key: ColumnElement[Any] = schedules.c.name
+        if self.engine.dialect.name == "postgresql":
+            key = key.collate("C")  # the database's locale would order names otherwise
+        query = select(schedules).order_by(key).limit(limit)
+        if after is not None:
+            query = query.where(key > after)
+
+        def work(conn: Connection) -> list[ScheduleDef]:
+            return [_from_row(r) for r in conn.execute(query)]
 
         return self._run("read schedules", work)
 
