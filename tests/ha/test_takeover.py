@@ -73,7 +73,9 @@ def test_leader_killed_twice(
     assert len(leaders) == 3, leaders  # each of the three leaders ran instants
     assert len(verdict.ran) >= 5
     statuses = {row["status"] for row in c.runs("ticker")}
-    assert statuses <= {"success", "missed", "abandoned"}, statuses
+    # "skipped": on a loaded machine a takeover's catch-up run can still be going when the
+    # next instant fires; the overlap policy records that instant, it is not lost.
+    assert statuses <= {"success", "missed", "abandoned", "skipped"}, statuses
 
 
 @pytest.mark.parametrize("backend", ["postgres", "redis"])
