@@ -186,38 +186,181 @@ def _mask(values: frozenset[int]) -> int:
     return sum(1 << value for value in values)
 
 
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    """The parsed fields of an expression, in the shapes the search needs."""
+_CACHE_LIMIT = 4096
+"""Entries per memo below; a full memo is emptied (the values are cheap to recompute)."""
+_parsed_fields: dict[tuple[str, str], tuple[tuple[int, ...], int]] = {}
 
-    texts: tuple[str, ...]
-    minutes: tuple[int, ...]
-    hours: tuple[int, ...]
-    doms: tuple[int, ...]
-    dom_mask: int
-    month_mask: int
-    dow_mask: int
-    both_days: bool
+
+def _field(text: str, spec: _Field) -> tuple[tuple[int, ...], int]:
+    """(sorted values, bit mask) of one field, shared by every expression using it."""
+    key = (text, spec.name)
+    found = _parsed_fields.get(key)
+    if found is None:
+        values = _parse_field(text, spec)
+        found = (tuple(sorted(values)), _mask(values))
+        if len(_parsed_fields) >= _CACHE_LIMIT:
+            _parsed_fields.clear()
+        _parsed_fields[key] = found
+    return found
+
+
+def _spec_values(texts: list[str]) -> dict[str, object]:
+    """The parsed fields of an expression, in the shapes the search needs (see
+    ``CronExpression``'s attributes); raises _Problem."""
+    fields = [_field(text, spec) for text, spec in zip(texts, _FIELDS, strict=True)]
+    minutes, hours, doms, months, dows = fields
+    both = texts[2].startswith("*") or texts[4].startswith("*")
+    return {
+        "minutes": minutes[0],
+        "hours": hours[0],
+        "doms": doms[0],
+        "dom_mask": doms[1],
+        "month_mask": months[1],
+        "dow_mask": dows[1],
+        "both_days": both,
+        "any_dow": both and len(dows[0]) == 7,
+        "elapsed": "*" in texts[1] or "/" in texts[1],
+    }
+
+
+_day_fields_fire: dict[tuple[int, int, int, bool], bool] = {}
+
+
+def _ever_fires(spec: CronExpression) -> bool:
+    """Whether some calendar date matches the day-of-month, month and day-of-week fields."""
+    key = (spec.dom_mask, spec.month_mask, spec.dow_mask, spec.both_days)
+    fires = _day_fields_fire.get(key)
+    if fires is None:
+        fires = spec.next_day(_VALIDITY_START, _VALIDITY_END) is not None
+        if len(_day_fields_fire) >= _CACHE_LIMIT:
+            _day_fields_fire.clear()
+        _day_fields_fire[key] = fires
+    return fires
+
+
+def _month_length(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if calendar.isleap(year) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def _offset(tz: ZoneInfo, wall: datetime) -> timedelta:
+    offset = tz.utcoffset(wall)
+    if offset is None:  # pragma: no cover - ZoneInfo always knows its offset
+        raise ValueError(f"time zone {tz} has no UTC offset for {wall}")
+    return offset
+
+
+def _wall_floor(wall: datetime, day: date) -> tuple[int, int] | None:
+    """(hour, minute) to search strictly after on ``day`` for walls later than ``wall``.
+
+    None means no time on ``day`` is later than ``wall``.
+    """
+    if wall.date() < day:
+        return -1, -1
+    if wall.date() > day:
+        return None
+    return wall.hour, wall.minute
+
+
+@dataclass(frozen=True, slots=True)
+class CronExpression:
+    """A parsed five-field cron expression; construct with ``parse`` or directly.
+
+    Results of ``next_after`` and ``iter_after`` are aware datetimes in UTC.
+    """
+
+    text: str
+    """The expression as given (whitespace collapsed; macros kept)."""
+    # The parsed fields, in the shapes the search needs (set by __post_init__; kept on
+    # the expression itself rather than in an object of their own, to stay small).
+    minutes: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    hours: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    doms: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    dom_mask: int = field(init=False, repr=False, compare=False)
+    month_mask: int = field(init=False, repr=False, compare=False)
+    dow_mask: int = field(init=False, repr=False, compare=False)
+    both_days: bool = field(init=False, repr=False, compare=False)
     """A day must match day-of-month AND day-of-week (one of them starts with ``*``)."""
-    any_dow: bool
+    any_dow: bool = field(init=False, repr=False, compare=False)
     """Day-of-week is ``*``: only day-of-month decides (so dates can be looked up)."""
+    elapsed: bool = field(init=False, repr=False, compare=False)
+    """The hour field is ``*`` or a step (see the module's DST rule)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise InvalidScheduleError(f"cron expression must be text, got {self.text!r}")
+        text = " ".join(self.text.split())
+        try:
+            texts = _split(text)
+            values = _spec_values(texts)
+        except _Problem as problem:
+            raise InvalidScheduleError(f'cron "{text}": {problem}') from None
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        if not _ever_fires(self):
+            raise InvalidScheduleError(
+                f'cron "{text}": never fires (no calendar date has day-of-month '
+                f'"{texts[2]}" in month "{texts[3]}" with day-of-week "{texts[4]}")'
+            )
+        if text != self.text:
+            object.__setattr__(self, "text", text)
 
     @classmethod
-    def build(cls, texts: list[str]) -> _Spec:
-        values = [_parse_field(text, spec) for text, spec in zip(texts, _FIELDS, strict=True)]
-        minutes, hours, doms, months, dows = values
-        both = texts[2].startswith("*") or texts[4].startswith("*")
-        return cls(
-            texts=tuple(texts),
-            minutes=tuple(sorted(minutes)),
-            hours=tuple(sorted(hours)),
-            doms=tuple(sorted(doms)),
-            dom_mask=_mask(doms),
-            month_mask=_mask(months),
-            dow_mask=_mask(dows),
-            both_days=both,
-            any_dow=both and len(dows) == 7,
+    def parse(cls, text: str) -> CronExpression:
+        """Parse ``text``; raises InvalidScheduleError naming the bad field and why."""
+        return cls(text)
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def fields(self) -> tuple[str, str, str, str, str]:
+        """The five field texts (macros expanded)."""
+        minute, hour, dom, month, dow = _split(self.text)
+        return minute, hour, dom, month, dow
+
+    @property
+    def follows_elapsed_time(self) -> bool:
+        """True if the hour field is ``*`` or a step (see the module's DST rule)."""
+        return self.elapsed
+
+    def matches(self, wall: datetime) -> bool:
+        """Whether a wall-clock time (seconds ignored) matches all five fields."""
+        return (
+            wall.minute in self.minutes
+            and wall.hour in self.hours
+            and bool(self.month_mask >> wall.month & 1)
+            and self.day_matches(wall.day, (wall.weekday() + 1) % 7)
         )
+
+    def next_after(self, after: datetime, tz: ZoneInfo) -> datetime:
+        """The first fire time strictly after the aware ``after``, as an aware UTC datetime.
+
+        Raises InvalidScheduleError if there is none before the year 9999.
+        """
+        found = self.first_after(after, tz)
+        if found is None:
+            raise InvalidScheduleError(f'cron "{self.text}": no fire time after {after}')
+        return found
+
+    def first_after(self, after: datetime, tz: ZoneInfo) -> datetime | None:
+        """``next_after``, or None when there is no fire time before the year 9999."""
+        return self._next_utc(_utc(after), tz)
+
+    def iter_after(self, after: datetime, tz: ZoneInfo) -> Iterator[datetime]:
+        """Fire times strictly after ``after``, in increasing order (aware, UTC)."""
+        current: datetime | None = _utc(after)
+        while current is not None:
+            current = self._next_utc(current, tz)
+            if current is not None:
+                yield current
+
+    def describe(self) -> str:
+        """The schedule in plain words, e.g. ``at 09:00, Monday to Friday``."""
+        return _describe(self, self.fields)
+
+    # -- days and times -------------------------------------------------------------
 
     def day_matches(self, day: int, dow: int) -> bool:
         """Whether day-of-month ``day`` falling on weekday ``dow`` (0 = Sunday) matches."""
@@ -271,130 +414,35 @@ class _Spec:
             for each_minute in self.minutes[start:]:
                 yield each_hour, each_minute
 
-
-def _month_length(year: int, month: int) -> int:
-    if month == 2:
-        return 29 if calendar.isleap(year) else 28
-    return 30 if month in (4, 6, 9, 11) else 31
-
-
-def _offset(tz: ZoneInfo, wall: datetime) -> timedelta:
-    offset = tz.utcoffset(wall)
-    if offset is None:  # pragma: no cover - ZoneInfo always knows its offset
-        raise ValueError(f"time zone {tz} has no UTC offset for {wall}")
-    return offset
-
-
-def _wall_floor(wall: datetime, day: date) -> tuple[int, int] | None:
-    """(hour, minute) to search strictly after on ``day`` for walls later than ``wall``.
-
-    None means no time on ``day`` is later than ``wall``.
-    """
-    if wall.date() < day:
-        return -1, -1
-    if wall.date() > day:
-        return None
-    return wall.hour, wall.minute
-
-
-@dataclass(frozen=True, slots=True)
-class CronExpression:
-    """A parsed five-field cron expression; construct with ``parse`` or directly.
-
-    Results of ``next_after`` and ``iter_after`` are aware datetimes in UTC.
-    """
-
-    text: str
-    """The expression as given (whitespace collapsed; macros kept)."""
-    _spec: _Spec = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.text, str):
-            raise InvalidScheduleError(f"cron expression must be text, got {self.text!r}")
-        text = " ".join(self.text.split())
-        try:
-            spec = _Spec.build(_split(text))
-        except _Problem as problem:
-            raise InvalidScheduleError(f'cron "{text}": {problem}') from None
-        if spec.next_day(_VALIDITY_START, _VALIDITY_END) is None:
-            raise InvalidScheduleError(
-                f'cron "{text}": never fires (no calendar date has day-of-month '
-                f'"{spec.texts[2]}" in month "{spec.texts[3]}" with day-of-week '
-                f'"{spec.texts[4]}")'
-            )
-        object.__setattr__(self, "text", text)
-        object.__setattr__(self, "_spec", spec)
-
-    @classmethod
-    def parse(cls, text: str) -> CronExpression:
-        """Parse ``text``; raises InvalidScheduleError naming the bad field and why."""
-        return cls(text)
-
-    def __str__(self) -> str:
-        return self.text
-
-    @property
-    def fields(self) -> tuple[str, str, str, str, str]:
-        """The five field texts (macros expanded)."""
-        minute, hour, dom, month, dow = self._spec.texts
-        return minute, hour, dom, month, dow
-
-    @property
-    def follows_elapsed_time(self) -> bool:
-        """True if the hour field is ``*`` or a step (see the module's DST rule)."""
-        hour = self._spec.texts[1]
-        return "*" in hour or "/" in hour
-
-    def matches(self, wall: datetime) -> bool:
-        """Whether a wall-clock time (seconds ignored) matches all five fields."""
-        spec = self._spec
-        return (
-            wall.minute in spec.minutes
-            and wall.hour in spec.hours
-            and bool(spec.month_mask >> wall.month & 1)
-            and spec.day_matches(wall.day, (wall.weekday() + 1) % 7)
-        )
-
-    def next_after(self, after: datetime, tz: ZoneInfo) -> datetime:
-        """The first fire time strictly after the aware ``after``, as an aware UTC datetime.
-
-        Raises InvalidScheduleError if there is none before the year 9999.
-        """
-        found = self._next_utc(_naive_utc(after), tz)
-        if found is None:
-            raise InvalidScheduleError(f'cron "{self.text}": no fire time after {after}')
-        return found.replace(tzinfo=UTC)
-
-    def iter_after(self, after: datetime, tz: ZoneInfo) -> Iterator[datetime]:
-        """Fire times strictly after ``after``, in increasing order (aware, UTC)."""
-        current: datetime | None = _naive_utc(after)
-        while current is not None:
-            current = self._next_utc(current, tz)
-            if current is not None:
-                yield current.replace(tzinfo=UTC)
-
-    def describe(self) -> str:
-        """The schedule in plain words, e.g. ``at 09:00, Monday to Friday``."""
-        return _describe(self._spec)
-
     # -- search -------------------------------------------------------------------
 
     def _next_utc(self, after: datetime, tz: ZoneInfo) -> datetime | None:
-        """First fire instant strictly after ``after`` (both naive UTC)."""
+        """First fire instant strictly after ``after`` (both aware, in UTC).
+
+        The search computes in aware UTC datetimes throughout: with one ``tzinfo``
+        they compare and subtract as fast as naive ones, and no conversion is needed
+        on the way in or out (``replace(tzinfo=...)`` costs a microsecond a call).
+        """
         try:
             return self._search(after, tz)
         except OverflowError:  # the search ran into year 1 or 9999
             return None
 
     def _search(self, after: datetime, tz: ZoneInfo) -> datetime | None:
-        local_day = after.replace(tzinfo=UTC).astimezone(tz).date()
+        local_day = after.astimezone(tz).date()
+        limit = min(date(min(local_day.year + _SEARCH_YEARS, 9999), 1, 1), _LATEST_DAY)
         # The day before can still fire later than `after` if its offset changes.
         before = local_day - _ONE_DAY
-        day: date | None = local_day if _plain_offset(before, tz) is not None else before
-        limit = min(date(min(local_day.year + _SEARCH_YEARS, 9999), 1, 1), _LATEST_DAY)
+        if _plain_offset(before, tz) is not None:
+            found = self._search_plain(after, local_day, limit, tz)
+            if found is not None:
+                return found
+            day: date | None = local_day
+        else:
+            day = before
         best: datetime | None = None
         while day is not None and day < limit:
-            day = self._spec.next_day(day, limit)
+            day = self.next_day(day, limit)
             if day is None or (best is not None and _day_floor(day, tz) >= best):
                 break
             found = self._first_on_day(day, after, tz)
@@ -406,6 +454,36 @@ class CronExpression:
                 # Wall dates from two days after `best` start later than `best`.
                 limit = min(limit, best.date() + 2 * _ONE_DAY)
         return best
+
+    def _search_plain(
+        self, after: datetime, local_day: date, limit: date, tz: ZoneInfo
+    ) -> datetime | None:
+        """The common case, without the DST search: ``after``'s local day and the next
+        matching one keep one UTC offset all day. None means "not that simple".
+
+        The first time of a day with one offset is that day's earliest fire instant,
+        and comes before every fire time of later days (see ``_day_floor``).
+        """
+        offset = _plain_offset(local_day, tz)
+        if offset is None:
+            return None
+        if self.month_mask >> local_day.month & 1 and self.day_matches(
+            local_day.day, (local_day.weekday() + 1) % 7
+        ):
+            wall = after + offset
+            time_of_day = self.time_after(wall.hour, wall.minute)
+            if time_of_day is not None:
+                hour, minute = time_of_day
+                year, month, mday = local_day.year, local_day.month, local_day.day
+                return datetime(year, month, mday, hour, minute, tzinfo=UTC) - offset
+        day = self.next_day(local_day + _ONE_DAY, limit)
+        if day is None:
+            return None
+        offset = _plain_offset(day, tz)
+        if offset is None:
+            return None
+        hour, minute = self.hours[0], self.minutes[0]
+        return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC) - offset
 
     def _first_on_day(self, day: date, after: datetime, tz: ZoneInfo) -> datetime | None:
         """First fire instant strictly after ``after`` among local date ``day``'s times."""
@@ -423,10 +501,11 @@ class CronExpression:
     def _first_plain(self, day: date, after: datetime, offset: timedelta) -> datetime | None:
         """Like ``_first_on_day`` for a day whose UTC offset is ``offset`` throughout."""
         floor = _wall_floor(after + offset, day)
-        found = None if floor is None else self._spec.time_after(*floor)
+        found = None if floor is None else self.time_after(*floor)
         if found is None:
             return None
-        return datetime(day.year, day.month, day.day, *found) - offset
+        hour, minute = found
+        return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC) - offset
 
     def _first_on_transition_day(
         self, day: date, after: datetime, tz: ZoneInfo, low: timedelta, high: timedelta
@@ -436,9 +515,9 @@ class CronExpression:
         if floor is None:
             return None
         best: datetime | None = None
-        for hour, minute in self._spec.times_after(*floor):
+        for hour, minute in self.times_after(*floor):
             wall = datetime(day.year, day.month, day.day, hour, minute)
-            if best is not None and wall - high >= best:
+            if best is not None and wall.replace(tzinfo=UTC) - high >= best:
                 break
             for instant in self._instants(wall, tz):
                 if instant > after and (best is None or instant < best):
@@ -446,9 +525,10 @@ class CronExpression:
         return best
 
     def _instants(self, wall: datetime, tz: ZoneInfo) -> tuple[datetime, ...]:
-        """The naive UTC instants at which the wall time ``wall`` fires."""
-        first = wall - _offset(tz, wall)
-        second = wall - _offset(tz, wall.replace(fold=1))
+        """The instants (aware, UTC) at which the naive local wall time ``wall`` fires."""
+        as_utc = wall.replace(tzinfo=UTC)
+        first = as_utc - _offset(tz, wall)
+        second = as_utc - _offset(tz, wall.replace(fold=1))
         if not self.follows_elapsed_time or first == second:
             return (first,)  # fixed hours: fold=0 is the first occurrence or the gap shift
         if first < second:
@@ -456,16 +536,42 @@ class CronExpression:
         return ()  # skipped by a spring-forward gap
 
 
-def _naive_utc(moment: datetime) -> datetime:
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:
+        return moment
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"expected an aware datetime, got naive {moment}")
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.astimezone(UTC)
+
+
+_day_offsets: dict[tuple[ZoneInfo, date], tuple[timedelta | None, datetime]] = {}
+
+
+def _day_facts(day: date, tz: ZoneInfo) -> tuple[timedelta | None, datetime]:
+    """``(_plain_offset, _day_floor)`` of a local date, memoised: fire-time searches of
+    many schedules look at the same few days."""
+    key = (tz, day)
+    facts = _day_offsets.get(key)
+    if facts is None:
+        facts = (_compute_plain_offset(day, tz), _compute_day_floor(day, tz))
+        if len(_day_offsets) >= _CACHE_LIMIT:
+            _day_offsets.clear()
+        _day_offsets[key] = facts
+    return facts
 
 
 def _plain_offset(day: date, tz: ZoneInfo) -> timedelta | None:
-    """The UTC offset of local date ``day`` if it does not change during the day, else None.
+    """The UTC offset of local date ``day`` if it does not change during the day, else None."""
+    return _day_facts(day, tz)[0]
 
-    Relies on a zone changing its offset at most once a day, so that comparing this
+
+def _day_floor(day: date, tz: ZoneInfo) -> datetime:
+    """An instant (aware, UTC) no later than any fire time of a wall date >= ``day``."""
+    return _day_facts(day, tz)[1]
+
+
+def _compute_plain_offset(day: date, tz: ZoneInfo) -> timedelta | None:
+    """Relies on a zone changing its offset at most once a day, so that comparing this
     midnight with the next (both occurrences, in case it falls in a gap) suffices.
     """
     midnight = datetime(day.year, day.month, day.day)
@@ -476,10 +582,10 @@ def _plain_offset(day: date, tz: ZoneInfo) -> timedelta | None:
     return None
 
 
-def _day_floor(day: date, tz: ZoneInfo) -> datetime:
-    """A naive UTC instant no later than any fire time of a wall date >= ``day``."""
+def _compute_day_floor(day: date, tz: ZoneInfo) -> datetime:
     midnight = datetime(day.year, day.month, day.day)
-    return midnight - max(_offset(tz, midnight), _offset(tz, midnight.replace(fold=1)))
+    latest = max(_offset(tz, midnight), _offset(tz, midnight.replace(fold=1)))
+    return midnight.replace(tzinfo=UTC) - latest
 
 
 # -- describe -----------------------------------------------------------------------
@@ -539,7 +645,7 @@ def _describe_hours(hours: Sequence[int]) -> str:
     return f"in hour{'s' if len(hours) > 1 else ''} {_list_words(hours)}"
 
 
-def _describe_time(spec: _Spec) -> str:
+def _describe_time(spec: CronExpression) -> str:
     minute_step = _step_of(spec.minutes, 60)
     if minute_step is not None:
         every = "every minute" if minute_step == 1 else f"every {minute_step} minutes"
@@ -560,25 +666,25 @@ def _describe_weekdays(dows: Sequence[int]) -> str:
     return _list_words(monday_first, words)
 
 
-def _describe_days(spec: _Spec) -> str:
+def _describe_days(spec: CronExpression, texts: Sequence[str]) -> str:
     dows = [dow for dow in range(7) if spec.dow_mask >> dow & 1]
     dom_words = _list_words(spec.doms)
     dom_part = f"on day{'s' if len(spec.doms) > 1 else ''} {dom_words} of the month"
     dow_part = _describe_weekdays(dows)
-    if spec.texts[2] == "*" and spec.texts[4] == "*":
+    if texts[2] == "*" and texts[4] == "*":
         return "every day"
-    if spec.texts[2] == "*":
+    if texts[2] == "*":
         return dow_part if " to " in dow_part else f"on {dow_part}"
-    if spec.texts[4] == "*":
+    if texts[4] == "*":
         return dom_part
     if spec.both_days:
         return f"{dom_part}, if that is a {dow_part.replace(' and ', ' or ')}"
     return f"{dom_part} and on {dow_part}"
 
 
-def _describe(spec: _Spec) -> str:
+def _describe(spec: CronExpression, texts: Sequence[str]) -> str:
     text = _describe_time(spec)
-    days = _describe_days(spec)
+    days = _describe_days(spec, texts)
     months = [month for month in range(1, 13) if spec.month_mask >> month & 1]
     fixed_time = text.startswith("at ") and ":" in text
     if days != "every day" or fixed_time or len(months) < 12:

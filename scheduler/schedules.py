@@ -19,6 +19,7 @@ The ``schedule:`` block of a pipeline::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -90,7 +91,21 @@ def check_policies(policies: Policies) -> Policies:
         raise InvalidScheduleError("jitter must be zero or a positive number of seconds")
     if policies.max_instances < 1:
         raise InvalidScheduleError("max_instances must be at least 1")
-    return policies
+    return _seconds_as_floats(policies)
+
+
+def _seconds_as_floats(policies: Policies) -> Policies:
+    """Seconds as floats, as the store gives them back, so that a definition made in code
+    and the same one read from the store have one ``definition_hash``."""
+    grace, timeout, jitter = policies.misfire_grace_time, policies.timeout, policies.jitter
+    if all(type(value) is float for value in (grace, timeout, jitter) if value is not None):
+        return policies
+    return replace(
+        policies,
+        misfire_grace_time=None if grace is None else float(grace),
+        timeout=None if timeout is None else float(timeout),
+        jitter=float(jitter),
+    )
 
 
 def interval_seconds(spec: Mapping[str, Any]) -> int:

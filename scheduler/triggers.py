@@ -118,6 +118,8 @@ def _aware_utc(moment: datetime, tz: ZoneInfo, what: str) -> datetime:
 
 
 def _after_utc(after: datetime) -> datetime:
+    if after.tzinfo is UTC:
+        return after
     if after.tzinfo is None or after.utcoffset() is None:
         raise ValueError(f"expected an aware datetime, got naive {after}")
     return after.astimezone(UTC)
@@ -159,7 +161,7 @@ class CronTrigger:
 
     def next_fire(self, after: datetime) -> datetime | None:
         """The first fire time strictly after ``after`` (aware, UTC)."""
-        return next(self._cron.iter_after(_after_utc(after), self._tz), None)
+        return self._cron.first_after(after, self._tz)
 
     def describe(self) -> str:
         """E.g. ``at 09:00, Monday to Friday (Europe/Stockholm)``."""
