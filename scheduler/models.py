@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any, Literal, Protocol, get_args
 
@@ -25,6 +26,8 @@ OWNERS: tuple[str, ...] = get_args(Owner)
 OVERLAPS: tuple[str, ...] = get_args(Overlap)
 CATCHUPS: tuple[str, ...] = get_args(Catchup)
 FINAL_STATUSES = frozenset(get_args(RunStatus)) - {"running"}
+_DEFINITION_JSON = json.JSONEncoder(sort_keys=True, default=str)
+"""``json.dumps(..., sort_keys=True, default=str)`` without an encoder per call."""
 CATCHUP_CAP = 100
 """Most missed instants run again with ``catchup: all``."""
 
@@ -47,6 +50,9 @@ class Policies:
     jitter: float = 0.0
     timeout: float | None = None
     max_instances: int = 1
+
+
+_POLICY_FIELDS = tuple(f.name for f in dataclass_fields(Policies))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +79,11 @@ class ScheduleDef:
             "kind": self.kind,
             "fields": self.fields,
             "timezone": self.timezone,
-            "policies": asdict(self.policies),
+            "policies": {name: getattr(self.policies, name) for name in _POLICY_FIELDS},
         }
 
     def definition_hash(self) -> str:
-        text = json.dumps(self.definition(), sort_keys=True, default=str)
+        text = _DEFINITION_JSON.encode(self.definition())
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 PRUNE_EVERY = 3600.0
+SYNC_SLICE = 500
+"""Changed schedules applied to the engine per event-loop turn."""
 StepDown = Callable[[str], None]
 """Called once, on the loop, with the reason this process must stop being the leader."""
 
@@ -254,18 +256,29 @@ class Runtime:
         self.engine.remove(name)
 
     async def sync_from_store(self) -> None:
-        """Apply changes other processes (or this one) wrote to the store."""
-        schedules = {s.name: s for s in await asyncio.to_thread(self.store.all)}
-        for name in set(self.defs) - set(schedules):
+        """Apply changes other processes (or this one) wrote to the store.
+
+        The store is read and compared in a worker thread; the changes are applied on
+        the loop a slice at a time, with one engine wake-up per slice.
+        """
+        known = dict(self.defs)
+        gone, changed = await asyncio.to_thread(self._store_changes, known)
+        for name in gone:
             self.drop(name)
-        for name, schedule in schedules.items():
-            known = self.defs.get(name)
-            if (
-                known is None
-                or known.enabled != schedule.enabled
-                or known.definition_hash() != schedule.definition_hash()
-            ):
-                self.apply(schedule)
+        for start in range(0, len(changed), SYNC_SLICE):
+            self.apply_many(changed[start : start + SYNC_SLICE])
+            await asyncio.sleep(0)
+
+    def _store_changes(self, known: dict[str, ScheduleDef]) -> tuple[list[str], list[ScheduleDef]]:
+        """(names gone from the store, schedules new or changed there); in a thread."""
+        schedules = {s.name: s for s in self.store.all()}
+        gone = [name for name in known if name not in schedules]
+        changed = [
+            schedule
+            for name, schedule in schedules.items()
+            if (old := known.get(name)) is None or not _same_definition(old, schedule)
+        ]
+        return gone, changed
 
     # --- firing ---------------------------------------------------------------------------
 
@@ -406,3 +419,15 @@ class Runtime:
         )
         if removed:
             logger.info("history retention removed %d old run(s)", removed)
+
+
+def _same_definition(a: ScheduleDef, b: ScheduleDef) -> bool:
+    """Whether two definitions fire alike (``definition_hash`` equality, without hashing)."""
+    return (a.enabled, a.pipeline, a.kind, a.fields, a.timezone, a.policies) == (
+        b.enabled,
+        b.pipeline,
+        b.kind,
+        b.fields,
+        b.timezone,
+        b.policies,
+    )

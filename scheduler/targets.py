@@ -74,18 +74,24 @@ class CallableTarget:
         self.func = func
         self.description = description or (inspect.getdoc(func) or "").split("\n")[0]
         self.timeout: float | None = None
+        self._coroutine = inspect.iscoroutinefunction(func)
 
     async def run(self, options: RunOptions) -> Outcome:
         timeout = options.timeout
         try:
-            async with asyncio.timeout(timeout):
-                if inspect.iscoroutinefunction(self.func):
-                    await self.func()
-                else:
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(_callable_threads, self.func)
+            if timeout is None:  # no deadline: no timeout context to build per run
+                await self._call()
+            else:
+                async with asyncio.timeout(timeout):
+                    await self._call()
         except TimeoutError:
             return Outcome(status="timeout", error=f"run exceeded {timeout}s")
         except Exception as exc:
             return Outcome(status="failed", error=f"{type(exc).__name__}: {exc}")
         return Outcome(status="success")
+
+    async def _call(self) -> None:
+        if self._coroutine:
+            await self.func()
+        else:
+            await asyncio.get_running_loop().run_in_executor(_callable_threads, self.func)
