@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
@@ -67,15 +68,7 @@ def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
         "created_by": info.created_by,
         "description": info.description,
         "bound": info.bound,
-        "policies": {
-            "overlap": p.overlap,
-            "catchup": p.catchup,
-            "coalesce": p.coalesce,
-            "misfire_grace_time": p.misfire_grace_time,
-            "jitter": p.jitter,
-            "timeout": p.timeout,
-            "max_instances": p.max_instances,
-        },
+        "policies": asdict(p),
     }
 
 

@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any, Literal, TypeVar
@@ -1071,25 +1071,7 @@ def _newest_claims() -> Select[Any]:
     )
 
 
-_RECORD_COLUMNS = itemgetter(
-    *(
-        runs.columns.keys().index(name)
-        for name in (
-            "run_id",
-            "schedule",
-            "pipeline",
-            "trigger",
-            "status",
-            "scheduled_for",
-            "started_at",
-            "finished_at",
-            "requested_by",
-            "error",
-            "items",
-            "stages",
-        )
-    )
-)
+_RECORD_COLUMNS = itemgetter(*(runs.columns.keys().index(f.name) for f in fields(RunRecord)))
 """Positions of ``RunRecord``'s fields in a ``select(runs)`` row: a tuple is read several
 times faster than ``row.<name>`` (3.9 ms -> 1.5 ms for a page of 101 runs)."""
 
