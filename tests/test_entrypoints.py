@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.waiting import wait_for
+
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -227,29 +229,6 @@ def project(tmp_path: Path) -> Iterator[Project]:
         if daemon.process.poll() is None:
             daemon.process.kill()
         daemon.process.wait(timeout=COMMAND_TIMEOUT)
-
-
-def wait_for(
-    check: Callable[[], T | None],
-    timeout: float,
-    what: str,
-    *,
-    context: Callable[[], str] | None = None,
-    interval: float = 0.1,
-) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
-
-    ``context`` adds to the failure message (e.g. the scheduler's log).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = f"\n{context()}" if context is not None else ""
-            pytest.fail(f"timed out after {timeout}s waiting for {what}{extra}")
-        time.sleep(interval)
 
 
 def results(stdout: str) -> dict[str, dict[str, str]]:

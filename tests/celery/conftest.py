@@ -11,7 +11,6 @@ where they fail.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -19,7 +18,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from scheduler.executors.celery_settings import CelerySettings
 from scheduler.ledger import Ledger
 from scheduler.settings import SchedulerSettings
 from scheduler.targets import Target
+from tests.waiting import wait_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -266,41 +265,3 @@ def drop_queue(broker: str, queue: str) -> None:
                     client.zrem("unacked_index", tag)
     finally:
         client.close()
-
-
-def wait_for(
-    check: Callable[[], Any],
-    timeout: float,
-    what: str,
-    *,
-    context: Callable[[], str] | None = None,
-) -> Any:
-    """Poll ``check`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = f"\n{context()}" if context is not None else ""
-            pytest.fail(f"timed out after {timeout}s waiting for {what}{extra}")
-        time.sleep(0.05)
-
-
-async def eventually(
-    check: Callable[[], Any],
-    timeout: float,
-    what: str,
-    *,
-    context: Callable[[], str] | None = None,
-) -> Any:
-    """``wait_for`` without blocking the event loop (the scheduler side runs on it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = f"\n{context()}" if context is not None else ""
-            pytest.fail(f"timed out after {timeout}s waiting for {what}{extra}")
-        await asyncio.sleep(0.05)

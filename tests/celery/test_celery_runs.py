@@ -15,8 +15,9 @@ from scheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
 from scheduler.executors.celery import CeleryExecutor
 from scheduler.models import Policies, RunRecord
 from scheduler.schedules import make_schedule
+from tests.waiting import eventually
 
-from .conftest import LIVENESS, Harness, Project, eventually
+from .conftest import LIVENESS, Harness, Project
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -10,8 +10,9 @@ import pytest
 from pipebot.project import load_project
 from scheduler.service import PipelineScheduler
 from scheduler.settings import SchedulerSettings
+from tests.waiting import eventually
 
-from .conftest import Project, eventually
+from .conftest import Project
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

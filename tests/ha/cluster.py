@@ -26,32 +26,14 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
+from tests.waiting import wait_for
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_PREFIXES = ("SCHEDULER_", "PIPEBOT_", "PIPELINES_", "DISCORD_", "API_", "LOG_", "PYTHON_DOTENV")
 LEADER_LINE = "leader: scheduler started"
 STANDBY_LINES = ("standby: waiting", "standby again")
 SHUTDOWN_GRACE = 3.0
 T = TypeVar("T")
-
-
-def wait_for(
-    check: Callable[[], T | None],
-    timeout: float,
-    what: str,
-    *,
-    context: Callable[[], str] | None = None,
-    interval: float = 0.05,
-) -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = f"\n{context()}" if context is not None else ""
-            pytest.fail(f"timed out after {timeout}s waiting for {what}{extra}")
-        time.sleep(interval)
 
 
 def ticker_yml(stamps: Path, *, every: int = 1, slow_startup: float = 0.0) -> str:
