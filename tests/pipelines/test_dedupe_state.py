@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import event
 
@@ -23,39 +19,6 @@ from pipelines.transforms.dedupe import Deduplicate, key_hash
 from pipelines.transforms.sources import Range, StaticItems
 
 from .conftest import Collect, RunChain
-
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_admin() -> psycopg.Connection[tuple[object, ...]]:
-    try:
-        return psycopg.connect(PG_SERVER, connect_timeout=3, autocommit=True)
-    except psycopg.Error as exc:
-        message = f"PostgreSQL not reachable at 127.0.0.1:5432: {type(exc).__name__}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a SQLite file, or a fresh PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'pipebot.db'}"
-        yield url
-        dispose_engine(url)
-        return
-    schema = f"t_{uuid.uuid4().hex}"
-    with _pg_admin() as admin:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    try:
-        yield url
-    finally:
-        dispose_engine(url)
-        with _pg_admin() as admin:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def rows(*ids: int) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Database fixtures for the scheduler tests: a SQLite file and a PostgreSQL schema.
+"""Database fixtures shared by the suites: a SQLite file and a PostgreSQL schema.
 
 PostgreSQL tests use a fresh schema per test (``search_path`` set in the URL) and drop
 it afterwards. They skip when the server at 127.0.0.1:5432 is unreachable, except
