@@ -8,13 +8,11 @@ instance) by polling one integer; on PostgreSQL the bump also sends a NOTIFY on
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
 from sys import intern
@@ -55,21 +53,6 @@ class SyncReport:
 
 _JSON = json.JSONEncoder(sort_keys=True, default=str)
 """``json.dumps(..., sort_keys=True, default=str)`` without building an encoder per call."""
-_POLICY_FIELDS = tuple(f.name for f in dataclass_fields(Policies))
-
-
-def _definition_hash(schedule: ScheduleDef) -> str:
-    """``schedule.definition_hash()``: the same text, built without ``asdict``'s deep copy,
-    which took a third of the time of adding 10,000 schedules (a test keeps them equal)."""
-    p = schedule.policies
-    definition = {
-        "pipeline": schedule.pipeline,
-        "kind": schedule.kind,
-        "fields": schedule.fields,
-        "timezone": schedule.timezone,
-        "policies": {name: getattr(p, name) for name in _POLICY_FIELDS},
-    }
-    return hashlib.sha256(_JSON.encode(definition).encode()).hexdigest()[:16]
 
 
 def _to_row(schedule: ScheduleDef, now: datetime) -> dict[str, Any]:
@@ -92,7 +75,7 @@ def _to_row(schedule: ScheduleDef, now: datetime) -> dict[str, Any]:
         "created_by": schedule.created_by,
         "created_at": schedule.created_at or now,
         "updated_at": now,
-        "definition_hash": _definition_hash(schedule),
+        "definition_hash": schedule.definition_hash(),
     }
 
 

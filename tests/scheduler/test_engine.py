@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from pipelines.db import dispose_engine, get_engine
 from scheduler import migrate
@@ -20,7 +21,8 @@ from scheduler.models import Policies, ScheduleDef
 from scheduler.schedules import build_trigger, make_schedule
 from scheduler.service import PipelineScheduler
 from scheduler.settings import SchedulerSettings
-from scheduler.store import ScheduleStore, _definition_hash
+from scheduler.store import ScheduleStore
+from scheduler.tables import schedules
 from scheduler.triggers import CronTrigger, DateTrigger, IntervalTrigger
 
 Fired = list[tuple[str, list[datetime], datetime]]
@@ -123,7 +125,7 @@ async def test_apscheduler_sees_the_timetable_through_its_job_store(
     assert str(job.trigger) == DateTrigger(far).describe()
 
 
-def test_store_hash_is_the_definition_hash() -> None:
+def test_store_hash_is_the_definition_hash(tmp_path: Path) -> None:
     definitions = [
         make_schedule("a", "p", "cron", {"expression": "0 9 * * 1-5"}, timezone="Europe/Oslo"),
         make_schedule("b", "p", "interval", {"seconds": 90}, timezone="UTC", owner="yaml"),
@@ -145,8 +147,20 @@ def test_store_hash_is_the_definition_hash() -> None:
             enabled=False,
         ),
     ]
+    url = f"sqlite:///{tmp_path / 'pipebot.db'}"
+    db = get_engine(url)
+    migrate.upgrade(db)
+    try:
+        ScheduleStore(db).add_many(definitions)
+        with db.connect() as conn:
+            query = select(schedules.c.name, schedules.c.definition_hash)
+            stored = {name: digest for name, digest in conn.execute(query)}
+        loaded = {s.name: s for s in ScheduleStore(db).all()}
+    finally:
+        dispose_engine(url)
     for definition in definitions:
-        assert _definition_hash(definition) == definition.definition_hash()
+        assert stored[definition.name] == definition.definition_hash()
+        assert loaded[definition.name].definition_hash() == definition.definition_hash()
 
 
 def test_bulk_add_returns_the_revision_and_loads_back_shared_and_equal(tmp_path: Path) -> None:
