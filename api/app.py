@@ -20,6 +20,7 @@ from scheduler.service import PipelineScheduler
 from .auth import auth_middleware
 from .health import HealthViews
 from .metrics import setup_metrics
+from .offload import app_offload
 from .openapi import openapi_document
 from .problems import problem_middleware
 from .runs import RunViews
@@ -44,10 +45,11 @@ def create_app(scheduler: PipelineScheduler, settings: ApiSettings) -> web.Appli
     )
     app[SCHEDULER_KEY] = scheduler
     app[SETTINGS_KEY] = settings
+    offload = app_offload(app)
     router = app.router
-    router.add_routes(HealthViews(scheduler, settings).routes())  # before /api/schedules/{name}
-    ScheduleViews(scheduler).register(router)
-    router.add_routes(RunViews(scheduler).routes())
+    router.add_routes(HealthViews(scheduler, settings, offload).routes())  # first: see there
+    ScheduleViews(scheduler, offload).register(router)
+    router.add_routes(RunViews(scheduler, offload).routes())
     document = json.dumps(openapi_document())
 
     async def openapi(request: web.Request) -> web.Response:

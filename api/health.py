@@ -20,6 +20,7 @@ from pipebot.logs import redact
 from scheduler.service import PipelineScheduler
 
 from .inputs import Query
+from .offload import Offload
 from .settings import ApiSettings
 
 HEALTH_TIMEOUT = 5.0
@@ -55,9 +56,12 @@ def public(value: Any) -> Any:
 class HealthViews:
     """The handlers, bound to one scheduler and the API settings."""
 
-    def __init__(self, scheduler: PipelineScheduler, settings: ApiSettings) -> None:
+    def __init__(
+        self, scheduler: PipelineScheduler, settings: ApiSettings, offload: Offload
+    ) -> None:
         self.scheduler = scheduler
         self.settings = settings
+        self.offload = offload
 
     def routes(self) -> list[web.RouteDef]:
         """Register before ``/api/schedules/{name}`` so the alias is not read as a name."""
@@ -74,7 +78,7 @@ class HealthViews:
     async def ready(self, request: web.Request) -> web.Response:
         try:
             health = await asyncio.wait_for(
-                asyncio.to_thread(self.scheduler.health_check), HEALTH_TIMEOUT
+                self.offload(self.scheduler.health_check), HEALTH_TIMEOUT
             )
         except TimeoutError:
             health = {"database": {"reachable": False, "error": "no answer within 5 s"}}
@@ -89,7 +93,7 @@ class HealthViews:
 
     async def report(self, request: web.Request) -> web.Response:
         Query(request, ()).check()
-        health = await asyncio.to_thread(self.scheduler.health_check)
+        health = await self.offload(self.scheduler.health_check)
         return web.json_response(public(health), dumps=_dumps)
 
 

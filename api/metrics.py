@@ -43,6 +43,8 @@ from scheduler.events import (
 from scheduler.models import RunRecord
 from scheduler.service import PipelineScheduler
 
+from .offload import app_offload
+
 logger = logging.getLogger(__name__)
 
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -215,12 +217,13 @@ def setup_metrics(app: web.Application, scheduler: PipelineScheduler) -> None:
     """
     metrics = Metrics(scheduler)
     app[METRICS_KEY] = metrics
+    offload = app_offload(app)
     lag_tasks: list[asyncio.Task[None]] = []
     listener = metrics.on_event  # one bound method: EventBus removes listeners by identity
     scheduler.add_listener(listener, EVENT_ALL)
 
     async def handle(request: web.Request) -> web.Response:
-        body = await asyncio.to_thread(metrics.exposition)
+        body = await offload(metrics.exposition)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def on_startup(app: web.Application) -> None:
@@ -228,7 +231,7 @@ def setup_metrics(app: web.Application, scheduler: PipelineScheduler) -> None:
             asyncio.create_task(measure_loop_lag(metrics.loop_lag), name="pipebot-loop-lag")
         )
         try:
-            seeds = await asyncio.to_thread(metrics.last_successes)
+            seeds = await offload(metrics.last_successes)
         except SchedulerError as exc:
             logger.warning("metrics: cannot read the last successful runs: %s", exc)
             return

@@ -10,7 +10,6 @@ asked for again and again (dashboards, the newest runs) are joined from ready te
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import OrderedDict
 from datetime import datetime
@@ -24,6 +23,7 @@ from scheduler.models import FINAL_STATUSES, RunRecord, RunStatus
 from scheduler.service import PipelineScheduler
 
 from .inputs import Query
+from .offload import Offload
 
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
 LIMIT_DEFAULT = 50
@@ -62,13 +62,9 @@ def next_link(request: web.Request, cursor: str, value: str) -> str:
     return str(URL(request.path).with_query(query))
 
 
-def page_response(key: str, items: list[dict[str, Any]], following: str | None) -> web.Response:
-    headers = {"Link": f'<{following}>; rel="next"'} if following else None
-    return web.json_response({key: items, "next": following}, headers=headers)
-
-
 def page_of_json(key: str, items: list[str], following: str | None) -> web.Response:
-    """``page_response`` for items already serialised."""
+    """A page of items already serialised, with ``next`` (and a ``Link`` header) when
+    there is more."""
     headers = {"Link": f'<{following}>; rel="next"'} if following else None
     body = f'{{"{key}": [{", ".join(items)}], "next": {json.dumps(following)}}}'
     return web.Response(text=body, content_type="application/json", headers=headers)
@@ -79,7 +75,7 @@ class RunJsonCache:
 
     Only runs in a final status are kept: a final row is never written again (pruning
     deletes it, and a deleted run is no longer listed, so its entry is never asked for).
-    Used from the event loop only.
+    Changed on the event loop only; ``has`` may be asked from any thread.
     """
 
     def __init__(self, size: int = CACHED_RUNS) -> None:
@@ -88,6 +84,17 @@ class RunJsonCache:
 
     def __len__(self) -> int:
         return len(self._texts)
+
+    def has(self, run_id: str) -> bool:
+        """Whether the run's text is kept (safe to ask from any thread)."""
+        return run_id in self._texts
+
+    def get(self, run_id: str) -> str | None:
+        """The kept text of a run, if it is kept."""
+        found = self._texts.get(run_id)
+        if found is not None:
+            self._texts.move_to_end(run_id)
+        return found
 
     def text(self, record: RunRecord) -> str:
         if record.status not in FINAL_STATUSES:
@@ -106,8 +113,11 @@ class RunJsonCache:
 class RunViews:
     """The handlers, bound to one scheduler."""
 
-    def __init__(self, scheduler: PipelineScheduler, cache: RunJsonCache | None = None) -> None:
+    def __init__(
+        self, scheduler: PipelineScheduler, offload: Offload, cache: RunJsonCache | None = None
+    ) -> None:
         self.scheduler = scheduler
+        self.offload = offload
         self.cache = cache or RunJsonCache()
 
     def routes(self) -> list[web.RouteDef]:
@@ -131,7 +141,7 @@ class RunViews:
     async def history(self, request: web.Request) -> web.Response:
         limit, before = _cursor(Query(request, ("limit", "before")))
         name = request.match_info["name"]
-        await asyncio.to_thread(self.scheduler.get_schedule, name)  # 404 if unknown
+        await self.offload.quick(self.scheduler.get_schedule, name)  # 404 if unknown
         return await self._page(request, {"schedule": name}, limit, before)
 
     async def pipelines(self, request: web.Request) -> web.Response:
@@ -143,12 +153,33 @@ class RunViews:
     async def _page(
         self, request: web.Request, filters: dict[str, Any], limit: int, before: str | None
     ) -> web.Response:
-        records = await asyncio.to_thread(
-            lambda: self.scheduler.ledger.history(**filters, limit=limit + 1, before_run_id=before)
+        """One page: the ids and statuses first, whole rows only for runs not kept."""
+        ledger, cache = self.scheduler.ledger, self.cache
+        # one filter (or none) is one index range; combinations may scan far: general lane
+        lane = (
+            self.offload.quick
+            if sum(v is not None for v in filters.values()) <= 1
+            else self.offload
         )
-        page = records[:limit]
-        following = next_link(request, "before", page[-1].run_id) if len(records) > limit else None
-        return page_of_json("runs", [self.cache.text(r) for r in page], following)
+
+        def read() -> tuple[list[tuple[str, str]], dict[str, RunRecord]]:
+            keys = ledger.history_keys(**filters, limit=limit + 1, before_run_id=before)
+            return keys, ledger.get_many([r for r, status in keys[:limit] if not cache.has(r)])
+
+        keys, records = await lane(read)
+        page = keys[:limit]
+        kept = {r: cache.get(r) for r, _ in page if r not in records}
+        evicted = [r for r, text in kept.items() if text is None]
+        if evicted:  # dropped from the cache by other requests meanwhile
+            records.update(await lane(ledger.get_many, evicted))
+        texts = []
+        for run_id, _ in page:
+            record = records.get(run_id)
+            text = cache.text(record) if record is not None else kept.get(run_id)
+            if text is not None:  # else deleted by retention between the two reads
+                texts.append(text)
+        following = next_link(request, "before", page[-1][0]) if len(keys) > limit else None
+        return page_of_json("runs", texts, following)
 
 
 def _cursor(query: Query) -> tuple[int, str | None]:

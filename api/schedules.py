@@ -8,9 +8,12 @@ audit trail next to the ones made from chat.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import re
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,8 +24,9 @@ from scheduler.service import PipelineScheduler
 
 from .auth import current_actor
 from .inputs import Fields, Query, json_object
+from .offload import Offload
 from .problems import invalid
-from .runs import next_link, page_response, run_json
+from .runs import next_link, page_of_json, run_json
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +51,14 @@ MAX_INSTANCES = 1000
 LIST_DEFAULT = 100
 """Schedules per page of ``GET /api/schedules`` unless ``limit`` says otherwise."""
 LIST_LIMIT = 1000
+DEFINITIONS_KEPT = 10_000
+"""Schedules whose definition is kept as ready JSON text (about 0.5 KB each)."""
 RUN_WAIT_DEFAULT = 10.0
 RUN_WAIT_MAX = 60.0
 
 
 def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
     """The API's view of a schedule (the ``Schedule`` schema of the OpenAPI document)."""
-    p = info.policies
     return {
         "name": info.name,
         "pipeline": info.pipeline,
@@ -68,8 +73,77 @@ def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
         "created_by": info.created_by,
         "description": info.description,
         "bound": info.bound,
-        "policies": asdict(p),
+        "policies": dict(_policies_json(info.policies)),
     }
+
+
+@functools.lru_cache(maxsize=256)
+def _policies_json(policies: Policies) -> tuple[tuple[str, Any], ...]:
+    """``policies`` as JSON pairs, once per distinct value (most schedules share one)."""
+    return tuple(asdict(policies).items())
+
+
+def schedule_json_text(info: ScheduleInfo) -> str:
+    """``schedule_json`` as JSON text, the part that comes from the definition kept ready.
+
+    Only the next run, the last run and its status change without the definition
+    changing, so listing a page mostly joins texts it made before.
+    """
+    head = _definition_json(
+        info.name,
+        info.pipeline,
+        info.type,
+        info.expression,
+        info.timezone,
+        info.enabled,
+        info.owner,
+        info.created_by,
+        info.description,
+        info.bound,
+        info.policies,
+    )
+    return (
+        f'{head}, "next_run": {_moment_json(info.next_run)}, '
+        f'"last_run": {_moment_json(info.last_run)}, '
+        f'"last_status": {json.dumps(info.last_status)}}}'
+    )
+
+
+@functools.lru_cache(maxsize=DEFINITIONS_KEPT)
+def _definition_json(
+    name: str,
+    pipeline: str,
+    type: str,
+    expression: str,
+    timezone: str,
+    enabled: bool,
+    owner: str,
+    created_by: str | None,
+    description: str,
+    bound: bool,
+    policies: Policies,
+) -> str:
+    """The definition's fields as an unclosed JSON object (``schedule_json_text``)."""
+    text = json.dumps(
+        {
+            "name": name,
+            "pipeline": pipeline,
+            "type": type,
+            "expression": expression,
+            "timezone": timezone,
+            "enabled": enabled,
+            "owner": owner,
+            "created_by": created_by,
+            "description": description,
+            "bound": bound,
+            "policies": dict(_policies_json(policies)),
+        }
+    )
+    return text[:-1]
+
+
+def _moment_json(moment: datetime | None) -> str:
+    return "null" if moment is None else f'"{moment.isoformat()}"'
 
 
 class CreateRequest:
@@ -154,8 +228,9 @@ def schedule_page(
 class ScheduleViews:
     """The handlers, bound to one scheduler."""
 
-    def __init__(self, scheduler: PipelineScheduler) -> None:
+    def __init__(self, scheduler: PipelineScheduler, offload: Offload) -> None:
         self.scheduler = scheduler
+        self.offload = offload
         self._runs: set[asyncio.Task[RunRecord]] = set()
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -176,16 +251,16 @@ class ScheduleViews:
         limit = query.integer("limit", LIST_DEFAULT, 1, LIST_LIMIT)
         after = query.text("after")
         query.check()
-        infos = await asyncio.to_thread(schedule_page, self.scheduler, after, limit + 1)
+        infos = await self.offload.quick(schedule_page, self.scheduler, after, limit + 1)
         page = infos[:limit]
         following = next_link(request, "after", page[-1].name) if len(infos) > limit else None
-        return page_response("schedules", [schedule_json(i) for i in page], following)
+        return page_of_json("schedules", [schedule_json_text(i) for i in page], following)
 
     async def create(self, request: web.Request) -> web.Response:
         actor = current_actor()
         data = await json_object(request)
         body = CreateRequest(data, self.scheduler.pipelines())
-        info = await asyncio.to_thread(
+        info = await self.offload(
             lambda: self.scheduler.create_schedule(
                 body.name,
                 body.pipeline,
@@ -207,32 +282,28 @@ class ScheduleViews:
 
     async def get(self, request: web.Request) -> web.Response:
         Query(request, ()).check()
-        info = await asyncio.to_thread(self.scheduler.get_schedule, request.match_info["name"])
+        info = await self.offload.quick(self.scheduler.get_schedule, request.match_info["name"])
         return web.json_response(schedule_json(info))
 
     async def enable(self, request: web.Request) -> web.Response:
         actor = current_actor()
         Query(request, ()).check()
         name = request.match_info["name"]
-        info = await asyncio.to_thread(
-            lambda: self.scheduler.enable(name, actor=actor, surface="api")
-        )
+        info = await self.offload(lambda: self.scheduler.enable(name, actor=actor, surface="api"))
         return web.json_response(schedule_json(await self._settled(info)))
 
     async def disable(self, request: web.Request) -> web.Response:
         actor = current_actor()
         Query(request, ()).check()
         name = request.match_info["name"]
-        info = await asyncio.to_thread(
-            lambda: self.scheduler.disable(name, actor=actor, surface="api")
-        )
+        info = await self.offload(lambda: self.scheduler.disable(name, actor=actor, surface="api"))
         return web.json_response(schedule_json(await self._settled(info)))
 
     async def delete(self, request: web.Request) -> web.Response:
         actor = current_actor()
         Query(request, ()).check()
         name = request.match_info["name"]
-        await asyncio.to_thread(lambda: self.scheduler.unschedule(name, actor=actor, surface="api"))
+        await self.offload(lambda: self.scheduler.unschedule(name, actor=actor, surface="api"))
         logger.info("schedule %s removed by %s through the API", name, actor)
         return web.Response(status=204)
 
@@ -243,7 +314,7 @@ class ScheduleViews:
         wait = query.number("wait", RUN_WAIT_DEFAULT, 0, RUN_WAIT_MAX)
         query.check()
         name = request.match_info["name"]
-        await asyncio.to_thread(self.scheduler.get_schedule, name)  # 404 before running
+        await self.offload.quick(self.scheduler.get_schedule, name)  # 404 before running
         task = asyncio.create_task(
             self.scheduler.arun(name, requested_by=actor, trigger="api"), name=f"api-run-{name}"
         )
@@ -270,7 +341,7 @@ class ScheduleViews:
         current. A schedule deleted meanwhile keeps the first answer.
         """
         try:
-            return await asyncio.to_thread(self.scheduler.get_schedule, info.name)
+            return await self.offload.quick(self.scheduler.get_schedule, info.name)
         except JobLookupError:
             return info
 

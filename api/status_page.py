@@ -9,7 +9,6 @@ what it read and the current time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from .charts import (
     run_time,
     status_colour,
 )
+from .offload import Offload, app_offload
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -111,10 +111,11 @@ _NEVER = datetime.max.replace(tzinfo=UTC)
 
 def setup_status_page(app: web.Application, scheduler: PipelineScheduler) -> None:
     """Serve ``GET /`` and the run charts of each pipeline as SVG and PNG."""
+    offload = app_offload(app)
 
     async def index(request: web.Request) -> web.Response:
         try:
-            snapshot = await asyncio.to_thread(read_snapshot, scheduler)
+            snapshot = await offload(read_snapshot, scheduler)
         except SchedulerError as exc:
             logger.warning("status page: %s", exc)
             return web.Response(
@@ -125,12 +126,16 @@ def setup_status_page(app: web.Application, scheduler: PipelineScheduler) -> Non
 
     async def svg(request: web.Request) -> web.Response:
         name = request.match_info["pipeline"]
-        text = await _chart(scheduler, name, lambda runs: duration_chart_svg(runs, title=name))
+        text = await _chart(
+            scheduler, offload, name, lambda runs: duration_chart_svg(runs, title=name)
+        )
         return web.Response(text=text, content_type="image/svg+xml", headers=_NO_STORE)
 
     async def png(request: web.Request) -> web.Response:
         name = request.match_info["pipeline"]
-        body = await _chart(scheduler, name, lambda runs: duration_chart_png(runs, title=name))
+        body = await _chart(
+            scheduler, offload, name, lambda runs: duration_chart_png(runs, title=name)
+        )
         return web.Response(body=body, content_type="image/png", headers=_NO_STORE)
 
     app.router.add_get("/", index)
@@ -142,7 +147,10 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 async def _chart(
-    scheduler: PipelineScheduler, pipeline: str, draw: Callable[[list[RunRecord]], T]
+    scheduler: PipelineScheduler,
+    offload: Offload,
+    pipeline: str,
+    draw: Callable[[list[RunRecord]], T],
 ) -> T:
     def work() -> T | None:
         runs = scheduler.ledger.history(pipeline=pipeline, limit=RUNS_SHOWN)
@@ -151,7 +159,7 @@ async def _chart(
         return draw(runs)
 
     try:
-        result = await asyncio.to_thread(work)
+        result = await offload(work)
     except SchedulerError as exc:
         raise web.HTTPServiceUnavailable(text=str(exc)) from exc
     if result is None:

@@ -257,13 +257,16 @@ async def load(server: Server, path: str, concurrency: int, duration: float) -> 
 
         window_start = datetime.now(UTC) + timedelta(seconds=WARM_UP)
         cpu: list[float] = []
+        client_cpu: list[float] = []
 
         async def cpu_marks() -> None:
             await asyncio.sleep(max(measure_from - time.perf_counter(), 0.0))
             cpu.append(server.cpu_seconds())
+            client_cpu.append(time.process_time())
 
         await asyncio.gather(cpu_marks(), *(worker() for _ in range(concurrency)))
         cpu.append(server.cpu_seconds())
+        client_cpu.append(time.process_time())
         window_end = datetime.now(UTC)
         elapsed = time.perf_counter() - measure_from
     ordered = sorted(latencies)
@@ -275,6 +278,9 @@ async def load(server: Server, path: str, concurrency: int, duration: float) -> 
         "max_ms": _ms(ordered[-1] if ordered else None),
         "kb": (sum(sizes) / len(sizes) / 1024) if sizes else 0.0,
         "cpu_ms": (cpu[1] - cpu[0]) * 1000 / len(ordered) if ordered else None,
+        "client_cpu_ms": (client_cpu[1] - client_cpu[0]) * 1000 / len(ordered)
+        if ordered
+        else None,
         "errors": errors,
         "window": (window_start, window_end),
     }
@@ -350,7 +356,8 @@ def run_all(args: argparse.Namespace, db: Path) -> dict[str, list[dict[str, Any]
                 print(
                     f"  run {round_no}: {label:<24} {figures['rps']:8.1f} req/s  "
                     f"p50 {_fmt(figures['p50_ms'])} ms  p99 {_fmt(figures['p99_ms'])} ms  "
-                    f"cpu {_fmt(figures['cpu_ms'])} ms/req  fires {figures['fires_per_s']:.0f}/s",
+                    f"cpu {_fmt(figures['cpu_ms'])} ms/req (client "
+                    f"{_fmt(figures['client_cpu_ms'])})  fires {figures['fires_per_s']:.0f}/s",
                     flush=True,
                 )
     return results
@@ -363,7 +370,7 @@ def _fmt(value: float | None) -> str:
 def print_table(results: dict[str, list[dict[str, Any]]]) -> None:
     header = (
         f"{'endpoint':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'KiB':>9}{'cpu ms/req':>11}{'fires/s':>9}{'errors':>8}"
+        f"{'KiB':>9}{'cpu ms/req':>11}{'client ms':>10}{'fires/s':>9}{'errors':>8}"
     )
     print("\n" + header)
     print("-" * len(header))
@@ -375,6 +382,7 @@ def print_table(results: dict[str, list[dict[str, Any]]]) -> None:
         print(
             f"{label:<26}{_fmt(med('rps')):>9}{_fmt(med('p50_ms')):>9}{_fmt(med('p99_ms')):>9}"
             f"{_fmt(med('max_ms')):>9}{_fmt(med('kb')):>9}{_fmt(med('cpu_ms')):>11}"
+            f"{_fmt(med('client_cpu_ms')):>10}"
             f"{_fmt(med('fires_per_s')):>9}"
             f"{sum(r['errors'] for r in runs_):>8}"
         )

@@ -123,6 +123,9 @@ class _Timetable(BaseJobStore):  # type: ignore[misc]
     def next_runs(self) -> dict[str, datetime | None]:
         return dict(self._next)
 
+    def has(self, name: str) -> bool:
+        return name in self._next
+
     def names(self) -> set[str]:
         return set(self._triggers)
 
@@ -314,6 +317,10 @@ class Engine:
 
     def next_runs(self) -> dict[str, datetime | None]:
         return self._store.next_runs()
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is on the timetable (paused ones are; finished ones are not)."""
+        return self._store.has(name)
 
     def names(self) -> set[str]:
         return self._store.names()

@@ -59,6 +59,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -75,7 +76,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from pipelines.db import redact_url
 
 from .errors import StoreError
-from .models import FINAL_STATUSES, RunRecord
+from .models import FINAL_STATUSES, LastRun, RunRecord
 from .tables import UTCDateTime, meta, runs, schedules
 
 logger = logging.getLogger(__name__)
@@ -740,22 +741,38 @@ class Ledger:
         before_run_id: str | None = None,
     ) -> list[RunRecord]:
         """Runs, newest first; ``before_run_id`` pages on from that run."""
-        conditions: list[Any] = []
-        for column, value in ((runs.c.schedule, schedule), (runs.c.pipeline, pipeline)):
-            if value is not None:
-                conditions.append(column == value)
-        if status is not None:
-            conditions.append(runs.c.status == status)
-        if since is not None:
-            conditions.append(runs.c.started_at >= _aware(since))
+        filters = _Filters(schedule, pipeline, status, since, before_run_id)
+        return self._read(
+            "read run history",
+            lambda conn: [_record(row) for row in conn.execute(filters.query(conn, runs, limit))],
+        )
 
-        def work(conn: Connection) -> list[RunRecord]:
-            if before_run_id is not None:
-                conditions.append(_before(conn, before_run_id))
-            query = _newest_first(select(runs).where(*conditions)).limit(limit)
-            return [_record(row) for row in conn.execute(query)]
+    def history_keys(
+        self,
+        *,
+        schedule: str | None = None,
+        pipeline: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        before_run_id: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """``history`` as (run id, status) pairs: for callers that keep finished runs."""
+        filters = _Filters(schedule, pipeline, status, since, before_run_id)
+        keys = select(runs.c.run_id, runs.c.status)
+        return self._read(
+            "read run history",
+            lambda conn: [(r, s) for r, s in conn.execute(filters.query(conn, keys, limit))],
+        )
 
-        return self._read("read run history", work)
+    def get_many(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        """The runs of ``run_ids`` that exist, by id."""
+        if not run_ids:
+            return {}
+        query = select(runs).where(runs.c.run_id.in_(list(run_ids)))
+        return self._read(
+            "read runs", lambda conn: {r.run_id: r for r in map(_record, conn.execute(query))}
+        )
 
     def get(self, run_id: str) -> RunRecord | None:
         def work(conn: Connection) -> RunRecord | None:
@@ -764,8 +781,8 @@ class Ledger:
 
         return self._read(f"read run {run_id}", work)
 
-    def last_runs(self, names: Sequence[str] | None = None) -> dict[str, RunRecord]:
-        """Per schedule (of ``names``, or all), its newest row of any status."""
+    def last_runs(self, names: Sequence[str] | None = None) -> dict[str, LastRun]:
+        """Per schedule (of ``names``, or all), when its newest row ran and its status."""
         if names is not None:
             return self._last_runs_of(list(names))
         newest = (
@@ -774,28 +791,24 @@ class Ledger:
             .group_by(runs.c.schedule)
             .subquery()
         )
-        query = select(runs).join(
-            newest, and_(runs.c.schedule == newest.c.schedule, runs.c.started_at == newest.c.at)
+        query = (
+            select(*_LAST_RUN_COLUMNS)
+            .join(
+                newest,
+                and_(runs.c.schedule == newest.c.schedule, runs.c.started_at == newest.c.at),
+            )
+            .order_by(runs.c.run_id)
         )
+        return self._read("read the last runs", lambda conn: _last_run_map(conn.execute(query)))
 
-        def work(conn: Connection) -> dict[str, RunRecord]:
-            found: dict[str, RunRecord] = {}
-            for record in map(_record, conn.execute(query.order_by(runs.c.run_id))):
-                found[record.schedule or ""] = record
-            return found
+    def _last_runs_of(self, names: list[str]) -> dict[str, LastRun]:
+        """One index probe per name (``_LAST_RUNS_OF``), in chunks of 500 names."""
+        found: dict[str, LastRun] = {}
 
-        return self._read("read the last runs", work)
-
-    def _last_runs_of(self, names: list[str]) -> dict[str, RunRecord]:
-        """One index probe per name (``_LAST_RUN_OF``), in chunks of 500 names."""
-        found: dict[str, RunRecord] = {}
-
-        def work(conn: Connection) -> dict[str, RunRecord]:
+        def work(conn: Connection) -> dict[str, LastRun]:
             for start in range(0, len(names), 500):
                 chunk = names[start : start + 500]
-                for row in conn.execute(_LAST_RUNS_OF, {"names": chunk}):
-                    record = _record(row)
-                    found[record.schedule or ""] = record
+                found.update(_last_run_map(conn.execute(_LAST_RUNS_OF, {"names": chunk})))
             return found
 
         return self._read("read the last runs", work) if names else found
@@ -1019,6 +1032,34 @@ def _outcome(op: _Waiter, new: set[str]) -> _Outcome:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Filters:
+    """The filters of a history read."""
+
+    schedule: str | None
+    pipeline: str | None
+    status: str | None
+    since: datetime | None
+    before_run_id: str | None
+
+    def query(self, conn: Connection, base: Any, limit: int) -> Select[Any]:
+        """``base`` (the table or a select of its columns) filtered, newest first."""
+        conditions: list[Any] = []
+        for column, value in (
+            (runs.c.schedule, self.schedule),
+            (runs.c.pipeline, self.pipeline),
+            (runs.c.status, self.status),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if self.since is not None:
+            conditions.append(runs.c.started_at >= _aware(self.since))
+        if self.before_run_id is not None:
+            conditions.append(_before(conn, self.before_run_id))
+        query = base if isinstance(base, Select) else select(base)
+        return _newest_first(query.where(*conditions)).limit(limit)
+
+
 def _newest_first(query: Select[Any]) -> Select[Any]:
     return query.order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
 
@@ -1036,8 +1077,20 @@ _newest_of = (
     .limit(1)
     .scalar_subquery()
 )
-_LAST_RUNS_OF = select(runs).where(runs.c.run_id.in_(select(_newest_of).select_from(_names)))
+_LAST_RUN_COLUMNS = (
+    runs.c.schedule,
+    runs.c.status,
+    type_coerce(func.coalesce(runs.c.started_at, runs.c.scheduled_for), UTCDateTime),
+)
+_LAST_RUNS_OF = select(*_LAST_RUN_COLUMNS).where(
+    runs.c.run_id.in_(select(_newest_of).select_from(_names))
+)
 """The newest run of each schedule named in ``names``: an index probe per name."""
+
+
+def _last_run_map(rows: Iterable[Any]) -> dict[str, LastRun]:
+    """Rows of ``_LAST_RUN_COLUMNS`` by schedule (a later row of a name wins)."""
+    return {schedule: LastRun(at, status) for schedule, status, at in rows}
 
 
 def _at_or_before(started_at: datetime, run_id: str) -> Any:

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, NamedTuple, Protocol, get_args
 
 Owner = Literal["yaml", "chat", "api", "code", "cli"]
 Overlap = Literal["skip", "buffer_one", "cancel_other", "allow"]
@@ -113,6 +113,14 @@ class ScheduleInfo:
             value = data[key]
             data[key] = value.isoformat() if value is not None else None
         return data
+
+
+class LastRun(NamedTuple):
+    """When a schedule's newest run started (or was due, if it never started), and how it
+    ended."""
+
+    at: datetime | None
+    status: str
 
 
 @dataclass(frozen=True, slots=True)

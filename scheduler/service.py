@@ -38,7 +38,8 @@ from .errors import (
 from .events import EVENT_ALL, EVENT_JOB_ADDED, EVENT_JOB_REMOVED, EventBus, JobEvent, Listener
 from .executors.celery_settings import CelerySettings
 from .ledger import Ledger
-from .models import Owner, Policies, RunRecord, ScheduleDef, ScheduleInfo
+from .listing import Listed, ListingCache, listed
+from .models import LastRun, Owner, Policies, RunRecord, ScheduleDef, ScheduleInfo
 from .runtime import Runtime
 from .schedules import build_trigger, interval_seconds, make_schedule
 from .settings import SchedulerSettings
@@ -47,6 +48,8 @@ from .targets import CallableTarget, PipelineTarget, Target
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+RESULT_WRITE_WAIT = 5.0
+"""Seconds ``arun`` waits for its result row to be committed before answering anyway."""
 _APS_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 
 
@@ -63,6 +66,7 @@ class PipelineScheduler:
         self._db = get_engine(self.settings.database_url)
         migrate.upgrade(self._db)
         self.store = ScheduleStore(self._db)
+        self._listing = ListingCache(self.store)
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.ledger = Ledger(self._db, holder=holder)
         self.events = EventBus()
@@ -264,45 +268,50 @@ class PipelineScheduler:
     def list_schedules(
         self, *, after: str | None = None, limit: int | None = None
     ) -> list[ScheduleInfo]:
-        """Schedules by name; with ``after``/``limit``, one page of them (read as a page)."""
+        """Schedules by name; with ``after``/``limit``, one page of them (read as a page).
+
+        Definitions come from ``ListingCache`` (reread only when the store's revision
+        moved), the last run of each from the ledger, the next run from the engine.
+        """
+        page = self._listing.page(after, limit)
         if after is None and limit is None:
-            schedules = self.store.all()
             last = self.ledger.last_runs()
         else:
-            schedules = self.store.page(after, limit if limit is not None else 1 << 30)
-            last = self.ledger.last_runs([s.name for s in schedules])
+            last = self.ledger.last_runs([item.schedule.name for item in page])
         now = datetime.now(UTC)
-        return [self._info(s, last.get(s.name), now) for s in schedules]
+        return [self._info(item, last.get(item.schedule.name), now) for item in page]
 
     def get_schedule(self, name: str) -> ScheduleInfo:
         schedule = self.store.get(name)
         if schedule is None:
             raise JobLookupError(name)
         history = self.ledger.history(schedule=name, limit=1)
-        return self._info(schedule, history[0] if history else None, datetime.now(UTC))
+        newest = history[0] if history else None
+        last = (
+            None
+            if newest is None
+            else LastRun(newest.started_at or newest.scheduled_for, newest.status)
+        )
+        return self._info(listed(schedule), last, datetime.now(UTC))
 
-    def _info(self, s: ScheduleDef, last: RunRecord | None, now: datetime) -> ScheduleInfo:
-        try:
-            trigger = build_trigger(s)
-        except InvalidScheduleError:
-            trigger = None
-        next_run = None
+    def _info(self, item: Listed, last: LastRun | None, now: datetime) -> ScheduleInfo:
+        s, trigger = item.schedule, item.trigger
         runtime = self._runtime
-        if runtime is not None and runtime.engine.running:
+        if runtime is not None and runtime.engine.running and runtime.engine.has(s.name):
             next_run = runtime.engine.next_run(s.name)
-        elif s.enabled and trigger is not None:
-            next_run = trigger.next_fire(now)
+        else:  # not scheduled here, or the engine has yet to take a change just made
+            next_run = trigger.next_fire(now) if s.enabled and trigger is not None else None
         target = self._targets.get(s.pipeline)
         return ScheduleInfo(
             name=s.name,
             pipeline=s.pipeline,
             type=s.kind,
-            expression=trigger.expression if trigger is not None else str(s.fields),
+            expression=item.expression,
             timezone=s.timezone,
             enabled=s.enabled,
             owner=s.owner,
             next_run=next_run,
-            last_run=None if last is None else (last.started_at or last.scheduled_for),
+            last_run=None if last is None else last.at,
             last_status=None if last is None else last.status,
             created_by=s.created_by,
             policies=s.policies,
@@ -425,7 +434,9 @@ class PipelineScheduler:
             await asyncio.to_thread(self._audit, requested_by, trigger, "run", name)
         runtime = self._runtime
         if runtime is not None:
-            return await runtime.dispatcher.run(request)
+            record = await runtime.dispatcher.run(request)
+            await self._written()
+            return record
         ledger = Ledger(self._db, holder=self.ledger.holder)
         ledger.start()
         try:
@@ -436,6 +447,15 @@ class PipelineScheduler:
                 await dispatcher.aclose()
         finally:
             await ledger.stop()
+
+    async def _written(self) -> None:
+        """Wait (a little) until the rows queued so far are committed, so that a caller
+        told a run has finished finds it finished in the history too. During a database
+        outage the queue waits for the database; the caller does not."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.ledger.flush()), RESULT_WRITE_WAIT)
+        except TimeoutError:
+            logger.info("run result not written within %g s; it stays queued", RESULT_WRITE_WAIT)
 
     def run_now(self, name: str, *, requested_by: str | None = None) -> RunRecord:
         """``arun`` for synchronous callers (not from the scheduler's own event loop)."""

@@ -7,9 +7,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
+import aiohttp
 import pytest
+from aiohttp import web
 
-from api.runs import RunJsonCache
+from api.offload import app_offload
+from api.runs import RunJsonCache, RunViews
 from scheduler.dispatch import AlreadyRunningError
 from scheduler.models import RunRecord
 from scheduler.service import PipelineScheduler
@@ -194,3 +197,24 @@ def test_run_json_cache_keeps_finished_runs_least_recently_used_first() -> None:
     assert len(cache) == 2
     assert cache.text(done[0]) is texts[0]
     assert cache.text(done[1]) is not texts[1] and cache.text(done[1]) == texts[1]
+
+
+async def test_pages_are_whole_with_a_cache_smaller_than_a_page(
+    client: Api, scheduler: PipelineScheduler
+) -> None:
+    """Kept runs are not read again; those evicted meanwhile are, and none goes missing."""
+    expected = (await client.get("/api/runs?limit=7")).json
+    assert len(expected["runs"]) == 7
+    app = web.Application()
+    app.router.add_routes(RunViews(scheduler, app_offload(app), RunJsonCache(size=2)).routes())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/runs?limit=7"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(3):
+                async with session.get(url) as reply:
+                    assert await reply.json() == expected
+    finally:
+        await runner.cleanup()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
+from api.schedules import schedule_json, schedule_json_text
 from scheduler.schedules import make_schedule
 from scheduler.service import PipelineScheduler
+from scheduler.settings import SchedulerSettings
 
 from .conftest import Api, Gate, StartApi, assert_problem
 
@@ -59,7 +62,7 @@ async def test_create_get_list_and_audit(client: Api, scheduler: PipelineSchedul
     assert info["next_run"] is not None and info["enabled"] is True
     assert (await client.get("/api/schedules/nightly")).json == info
     listed = (await client.get("/api/schedules")).json["schedules"]
-    assert [s["name"] for s in listed] == ["nightly"]
+    assert listed == [info]
     trail = scheduler.audit_trail()
     assert (trail[0]["actor"], trail[0]["surface"], trail[0]["action"]) == (
         "ops",
@@ -376,3 +379,45 @@ async def test_list_query_is_checked(client: Api, query: str) -> None:
 async def test_health_alias_is_not_a_schedule_name(client: Api) -> None:
     reply = await client.get("/api/schedules/health", token=False)
     assert reply.status == 200 and reply.json["status"] in ("ok", "degraded")
+
+
+async def test_list_is_current_after_every_kind_of_change(
+    client: Api, scheduler: PipelineScheduler, db_url: str
+) -> None:
+    """Pages are reused while the store's revision stands; each change must show at once."""
+
+    async def listed() -> dict[str, dict[str, Any]]:
+        reply = await client.get("/api/schedules")
+        assert reply.status == 200, reply.text
+        return {s["name"]: s for s in reply.json["schedules"]}
+
+    assert (await client.post("/api/schedules", cron_body("a"))).status == 201
+    first = await listed()
+    assert first["a"]["enabled"] is True and first["a"]["last_status"] is None
+    assert await listed() == first  # the same page again
+    assert (await client.post("/api/schedules/a/disable")).status == 200
+    paused = (await listed())["a"]
+    assert paused["enabled"] is False and paused["next_run"] is None
+    assert (await client.post("/api/schedules/a/enable")).status == 200
+    assert (await listed())["a"]["next_run"] == first["a"]["next_run"]
+    assert (await client.post("/api/schedules/a/run")).status == 200
+    ran = (await listed())["a"]
+    assert ran["last_status"] == "success" and ran["last_run"] is not None
+    other = PipelineScheduler(SchedulerSettings(database_url=db_url, timezone="UTC"))
+    other.register("noop", lambda: None)
+    await asyncio.to_thread(other.schedule_cron, "b", "noop", "5 4 * * *")
+    assert set(await listed()) == {"a", "b"}  # another process's change, before any sync
+    await asyncio.to_thread(other.unschedule, "a")
+    assert set(await listed()) == {"b"}
+
+
+async def test_list_text_is_the_json_of_a_schedule(scheduler: PipelineScheduler) -> None:
+    await asyncio.to_thread(
+        scheduler.schedule_cron, "ünïcode", "noop", "0 3 * * *", timezone="Europe/Stockholm"
+    )
+    await asyncio.to_thread(scheduler.schedule_interval, "plain", "boom", minutes=5)
+    await scheduler.arun("plain")
+    infos = await asyncio.to_thread(scheduler.list_schedules)
+    assert [i.last_status for i in infos] == ["failed", None]
+    for info in infos:
+        assert json.loads(schedule_json_text(info)) == schedule_json(info)
