@@ -26,7 +26,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipelines.pipeline import RunOptions
 
@@ -306,6 +306,7 @@ class Dispatcher:
             request.schedule or "-",
             request.pipeline,
             request.trigger,
+            extra=_run_fields(run_id, request),
         )
         try:
             outcome = await _outcome(active)
@@ -351,6 +352,11 @@ class Dispatcher:
             outcome.status,
             record.duration or 0.0,
             f" error={outcome.error}" if outcome.error else "",
+            extra={
+                **_run_fields(run_id, request),
+                "status": outcome.status,
+                "duration_seconds": record.duration,
+            },
         )
         code = EVENT_JOB_EXECUTED if outcome.status == "success" else EVENT_JOB_ERROR
         self._events.emit(
@@ -413,6 +419,16 @@ class Dispatcher:
     async def aclose(self) -> None:
         """Release the executor's resources (``drain`` does it too)."""
         await self._executor.aclose()
+
+
+def _run_fields(run_id: str, request: RunRequest) -> dict[str, Any]:
+    """The fields of a run's log lines, for ``LOG_FORMAT=json``."""
+    return {
+        "run_id": run_id,
+        "schedule": request.schedule,
+        "pipeline": request.pipeline,
+        "trigger": request.trigger,
+    }
 
 
 async def _outcome(active: _Active) -> Outcome:

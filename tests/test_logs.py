@@ -237,4 +237,11 @@ async def test_each_run_logs_one_start_and_one_end_line(
             assert (fields["schedule"], fields["pipeline"]) == (schedule, record.pipeline)
         assert mine[1]["status"] == record.status
         assert mine[1]["duration"].endswith("s") and float(mine[1]["duration"][:-1]) >= 0
+        structured = [
+            line for line in lines if line.get("run_id") == record.run_id and "pipeline" in line
+        ]
+        assert [line["trigger"] for line in structured] == ["manual", "manual"]
+        assert {line["schedule"] for line in structured} == {None if schedule == "-" else schedule}
+        assert structured[1]["status"] == record.status
+        assert structured[1]["duration_seconds"] == record.duration
     assert failed.status == "failed"
