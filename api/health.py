@@ -28,7 +28,8 @@ HEALTH_TIMEOUT = 5.0
 
 
 def readiness(health: Mapping[str, Any], max_engine_age: float) -> list[str]:
-    """What keeps the process from being ready (empty: ready), judged from ``health_check()``."""
+    """What keeps the process from being ready (empty: ready), judged from ``readiness()``
+    (or ``health_check()``, which has the same keys)."""
     problems: list[str] = []
     database = health.get("database") or {}
     if not database.get("reachable"):
@@ -77,9 +78,7 @@ class HealthViews:
 
     async def ready(self, request: web.Request) -> web.Response:
         try:
-            health = await asyncio.wait_for(
-                self.offload(self.scheduler.health_check), HEALTH_TIMEOUT
-            )
+            health = await asyncio.wait_for(self.offload(self.scheduler.readiness), HEALTH_TIMEOUT)
         except TimeoutError:
             health = {"database": {"reachable": False, "error": "no answer within 5 s"}}
         problems = readiness(health, self.settings.ready_engine_seconds)

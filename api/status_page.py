@@ -74,8 +74,8 @@ class Snapshot:
 
 def read_snapshot(scheduler: PipelineScheduler) -> Snapshot:
     """Read schedules, recent runs and failures (blocking: call it in a thread)."""
-    health = str(scheduler.health_check().get("status", "unknown"))
-    schedules = scheduler.list_schedules()
+    health = scheduler.status()
+    schedules, total = scheduler.upcoming(SCHEDULES_SHOWN)
     described = scheduler.pipelines()
     names = sorted(set(described) | {s.pipeline for s in schedules})
     ledger = scheduler.ledger
@@ -89,24 +89,12 @@ def read_snapshot(scheduler: PipelineScheduler) -> Snapshot:
     failures.sort(key=run_time, reverse=True)
     return Snapshot(
         health=health,
-        schedules=tuple(sorted(schedules, key=_soonest_first)[:SCHEDULES_SHOWN]),
+        schedules=tuple(schedules),
         pipelines=pipelines,
         failures=tuple(failures[:FAILURES_SHOWN]),
         hidden_pipelines=max(len(names) - MAX_PIPELINES, 0),
-        hidden_schedules=max(len(schedules) - SCHEDULES_SHOWN, 0),
+        hidden_schedules=total - len(schedules),
     )
-
-
-def _soonest_first(info: ScheduleInfo) -> tuple[int, datetime, str]:
-    """Enabled with a next run (soonest first), enabled without one, then paused."""
-    if not info.enabled:
-        return (2, _NEVER, info.name)
-    if info.next_run is None:
-        return (1, _NEVER, info.name)
-    return (0, info.next_run, info.name)
-
-
-_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 def setup_status_page(app: web.Application, scheduler: PipelineScheduler) -> None:

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -51,6 +52,21 @@ T = TypeVar("T")
 RESULT_WRITE_WAIT = 5.0
 """Seconds ``arun`` waits for its result row to be committed before answering anyway."""
 _APS_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _soonest_first(info: ScheduleInfo) -> tuple[int, datetime, str]:
+    if not info.enabled:
+        return (2, _NEVER, info.name)
+    if info.next_run is None:
+        return (1, _NEVER, info.name)
+    return (0, info.next_run, info.name)
+
+
+def _with_last(info: ScheduleInfo, last: LastRun | None) -> ScheduleInfo:
+    return info if last is None else replace(info, last_run=last.at, last_status=last.status)
 
 
 class PipelineScheduler:
@@ -281,6 +297,19 @@ class PipelineScheduler:
         now = datetime.now(UTC)
         return [self._info(item, last.get(item.schedule.name), now) for item in page]
 
+    def upcoming(self, limit: int) -> tuple[list[ScheduleInfo], int]:
+        """The ``limit`` schedules due soonest, and how many schedules there are in all.
+
+        Enabled ones with a next run come first (soonest first), then enabled ones
+        without one, then paused ones; names break ties. Last runs are read only for the
+        schedules returned.
+        """
+        now = datetime.now(UTC)
+        infos = [self._info(item, None, now) for item in self._listing.page(None, None)]
+        chosen = sorted(infos, key=_soonest_first)[:limit]
+        last = self.ledger.last_runs([info.name for info in chosen])
+        return [_with_last(info, last.get(info.name)) for info in chosen], len(infos)
+
     def get_schedule(self, name: str) -> ScheduleInfo:
         schedule = self.store.get(name)
         if schedule is None:
@@ -478,19 +507,12 @@ class PipelineScheduler:
             }
         if runtime is None:
             return self._remote_health(schedules, stats.to_dict(), database)
-        engine_ok = runtime.engine.running
-        stale = runtime is not None and runtime.engine.seconds_since_pass > 60
-        problems = [runtime.store_error] if runtime is not None and runtime.store_error else []
-        if not self.ledger.healthy:
-            problems.append(f"ledger: {self.ledger.last_error}")
-        if runtime.outage is not None and not problems:
-            problems.append(f"firing paused: {runtime.outage}")
-        status = "down" if not engine_ok else ("degraded" if stale or problems else "ok")
+        status, problems = self._verdict(runtime)
         next_due = self._next_due()
         return {
             "status": status,
             "role": self.role,
-            "running": engine_ok,
+            "running": runtime.engine.running,
             "uptime_seconds": None
             if self._started_at is None
             else time.monotonic() - self._started_at,
@@ -511,23 +533,75 @@ class PipelineScheduler:
             "problems": problems,
         }
 
+    def readiness(self) -> dict[str, Any]:
+        """``health_check``'s verdict and the figures ``/readyz`` needs, without reading
+        whole tables: one indexed read tells whether the database answers."""
+        runtime = self._runtime
+        database: dict[str, Any] = {"url": redact_url(self.settings.database_url)}
+        try:
+            self.store.revision()
+            database["reachable"] = True
+        except SchedulerError as exc:
+            database.update(reachable=False, error=str(exc))
+        if runtime is None:
+            status, problems = "down", ["the scheduler is not running in this process"]
+        elif not database["reachable"]:
+            status, problems = "down", [f"database unreachable: {database['error']}"]
+        else:
+            status, problems = self._verdict(runtime)
+        return {
+            "status": status,
+            "role": self.role,
+            "running": runtime is not None and runtime.engine.running,
+            "engine_seconds_since_pass": None
+            if runtime is None
+            else runtime.engine.seconds_since_pass,
+            "database": database,
+            "problems": problems,
+        }
+
+    def _verdict(self, runtime: Runtime) -> tuple[str, list[str]]:
+        """ok, degraded or down for a scheduler running here, and why."""
+        stale = runtime.engine.seconds_since_pass > 60
+        problems = [runtime.store_error] if runtime.store_error else []
+        if not self.ledger.healthy:
+            problems.append(f"ledger: {self.ledger.last_error}")
+        if runtime.outage is not None and not problems:
+            problems.append(f"firing paused: {runtime.outage}")
+        if not runtime.engine.running:
+            return "down", problems
+        return ("degraded" if stale or problems else "ok"), problems
+
+    def _heartbeat(self) -> tuple[float | None, list[str]]:
+        """Age of the scheduler's heartbeat (None: none) and what is wrong with it."""
+        beat = self.store.heartbeat()
+        age = None if not beat else time.time() - beat
+        if age is not None and age < 3 * self.settings.poll_interval + 5:
+            return age, []
+        if beat == 0:
+            return age, ["the scheduler stopped cleanly and has not started since"]
+        if beat is None:
+            return age, ["no scheduler process has ever run on this database"]
+        return age, [f"no scheduler heartbeat for {age:.0f} s (crashed or hung?)"]
+
+    def status(self) -> str:
+        """``health_check``'s ok, degraded or down, without reading whole tables."""
+        runtime = self._runtime
+        try:
+            if runtime is None:
+                return "down" if self._heartbeat()[1] else "ok"
+            self.store.revision()
+        except SchedulerError:
+            return "down"
+        return self._verdict(runtime)[0]
+
     def _remote_health(
         self, schedules: list[ScheduleDef], metrics: dict[str, Any], database: dict[str, Any]
     ) -> dict[str, Any]:
         """Health seen from another process (the CLI): judged by the scheduler's heartbeat."""
-        beat = self.store.heartbeat()
-        age = None if not beat else time.time() - beat
-        alive = age is not None and age < 3 * self.settings.poll_interval + 5
-        if alive:
-            problem = []
-        elif beat == 0:
-            problem = ["the scheduler stopped cleanly and has not started since"]
-        elif beat is None:
-            problem = ["no scheduler process has ever run on this database"]
-        else:
-            problem = [f"no scheduler heartbeat for {age:.0f} s (crashed or hung?)"]
+        age, problem = self._heartbeat()
         return {
-            "status": "ok" if alive else "down",
+            "status": "down" if problem else "ok",
             "role": self.role,
             "running": False,
             "scheduler_heartbeat_age_seconds": age,

@@ -169,10 +169,10 @@ async def test_big_installs_show_the_next_due_first(scheduler: PipelineScheduler
 async def test_store_down_gives_503_with_the_reason(
     scheduler: PipelineScheduler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def down() -> None:
+    def down(*_: object) -> None:
         raise StoreError("cannot read schedules (postgresql://u:hunter2@db/x): gone <b>")
 
-    monkeypatch.setattr(scheduler, "list_schedules", down)
+    monkeypatch.setattr(scheduler, "upcoming", down)
     async with serve(status_app(scheduler)) as base:
         status, _, body = await fetch(f"{base}/")
     assert status == 503

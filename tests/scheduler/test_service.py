@@ -17,6 +17,7 @@ from scheduler.errors import (
     JobExistsError,
     JobLookupError,
     ReadOnlyScheduleError,
+    StoreError,
     UnknownPipelineError,
 )
 from scheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobEvent
@@ -255,6 +256,54 @@ async def test_health_check(scheduler: PipelineScheduler) -> None:
     assert report["database"]["reachable"] is True
     assert report["metrics"]["success_rate"] == 1.0
     assert report["next_due"]["name"] == "soon"
+
+
+async def test_status_and_readiness_judge_as_health_check_does(
+    scheduler: PipelineScheduler,
+) -> None:
+    """The light calls behind /readyz and the status page give the full report's verdict."""
+    scheduler.register("good", lambda: None)
+    assert scheduler.status() == scheduler.health_check()["status"] == "down"  # never started
+    assert scheduler.readiness()["problems"] == ["the scheduler is not running in this process"]
+    await scheduler.astart()
+    assert scheduler.status() == scheduler.health_check()["status"] == "ok"
+    ready = scheduler.readiness()
+    assert (ready["status"], ready["running"], ready["problems"]) == ("ok", True, [])
+    assert ready["database"]["reachable"] is True and ready["engine_seconds_since_pass"] < 5
+    await scheduler.astop(grace=1)
+    assert scheduler.status() == scheduler.health_check()["status"] == "down"  # clean stop
+
+
+async def test_readiness_when_the_database_does_not_answer(
+    scheduler: PipelineScheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await scheduler.astart()
+
+    def down() -> int:
+        raise StoreError("cannot read the schedule revision (sqlite:///x.db): disk I/O error")
+
+    monkeypatch.setattr(scheduler.store, "revision", down)
+    ready = scheduler.readiness()
+    assert ready["status"] == "down" and ready["database"]["reachable"] is False
+    assert ready["problems"] == [
+        "database unreachable: cannot read the schedule revision (sqlite:///x.db): disk I/O error"
+    ]
+    assert scheduler.status() == "down"
+
+
+async def test_upcoming_is_soonest_first_with_last_runs(scheduler: PipelineScheduler) -> None:
+    scheduler.register("p", lambda: None)
+    for name, minutes in (("late", 50), ("early", 5), ("mid", 20)):
+        scheduler.schedule_interval(name, "p", minutes=minutes)
+    scheduler.schedule_interval("paused", "p", minutes=1)
+    scheduler.disable("paused")
+    await scheduler.astart()
+    await scheduler.arun("mid")
+    shown, total = await asyncio.to_thread(scheduler.upcoming, 3)
+    assert total == 4 and [i.name for i in shown] == ["early", "mid", "late"]
+    assert [i.last_status for i in shown] == [None, "success", None]
+    everything, _ = await asyncio.to_thread(scheduler.upcoming, 10)
+    assert [i.name for i in everything][-1] == "paused"
 
 
 def test_sync_script_runs_scheduler_in_a_background_thread(
