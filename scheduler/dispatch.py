@@ -328,7 +328,10 @@ class Dispatcher:
                 error=outcome.error,
                 items=outcome.items,
                 stages=outcome.stages,
+                schedule=request.schedule,
             )
+        else:  # written by the executor (a Celery worker), not through this ledger
+            self._ledger.last_run_cache.forget([request.schedule])
         record = RunRecord(
             run_id=run_id,
             schedule=request.schedule,

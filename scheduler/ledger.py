@@ -76,6 +76,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from pipelines.db import redact_url
 
 from .errors import StoreError
+from .last_run_cache import LastRunCache
 from .models import FINAL_STATUSES, LastRun, RunRecord
 from .tables import UTCDateTime, meta, runs, schedules
 
@@ -156,7 +157,7 @@ class _Insert:
 class _Finish:
     """A run's result (fire-and-forget); JSON is encoded on the writer thread."""
 
-    __slots__ = ("run_id", "status", "finished_at", "error", "items", "stages")
+    __slots__ = ("run_id", "status", "finished_at", "error", "items", "stages", "schedule")
 
     def __init__(
         self,
@@ -166,7 +167,10 @@ class _Finish:
         error: str | None,
         items: Sequence[int],
         stages: Sequence[str],
+        schedule: str | None,
     ) -> None:
+        self.schedule = schedule
+        """The run's schedule if the caller knows it (None: unknown, or no schedule)."""
         self.run_id = run_id
         self.status = status
         self.finished_at = finished_at
@@ -281,6 +285,8 @@ class Ledger:
         self.last_error: str | None = None
         """The newest write failure, kept after recovery (``healthy`` tells if it is over)."""
         self._bulk = _BulkInsert(engine.dialect)
+        self.last_run_cache = LastRunCache()
+        """Answers of ``last_runs(names)``; this ledger's writes forget what they touch."""
         self._queue: queue.SimpleQueue[_Op] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -460,14 +466,15 @@ class Ledger:
         error: str | None = None,
         items: Sequence[int] = (),
         stages: Sequence[str] = (),
+        schedule: str | None = None,
     ) -> None:
         """Queue a run's result; it is written by the next batch, retried until it is.
 
         Once the ledger is stopped, the result is written at once (one attempt, blocking).
+        ``schedule``, the run's schedule if known, spares other schedules' kept last runs.
         """
-        op = _Finish(
-            run_id, _final(status), _aware(finished_at or datetime.now(UTC)), error, items, stages
-        )
+        at = _aware(finished_at or datetime.now(UTC))
+        op = _Finish(run_id, _final(status), at, error, items, stages, schedule)
         with self._lock:
             if not self._closing:
                 self._queue.put(op)
@@ -595,6 +602,7 @@ class Ledger:
                 attempt += 1
                 continue
             self._recovered()
+            self._forget_written(ops)
             self._deliver(ops, new)
             return
         self._give_up(ops, StoreError(f"run ledger stopped before writing to {self.where}"))
@@ -604,6 +612,22 @@ class Ledger:
             self._transaction(ops, retry=True)
         except Exception as exc:  # reported to the callers, never raised here
             self._give_up(ops, exc)
+        finally:
+            self._forget_written(ops)
+
+    def _forget_written(self, ops: list[_Op]) -> None:
+        """Drop the kept last runs of the schedules ``ops`` wrote to (all, if unknown)."""
+        touched: set[str | None] = set()
+        for op in ops:
+            if isinstance(op, _Insert):
+                touched.update(row["schedule"] for row in op.rows)
+            elif isinstance(op, _Finish):
+                if op.schedule is None:
+                    self.last_run_cache.forget_all()
+                    return
+                touched.add(op.schedule)
+        if touched:
+            self.last_run_cache.forget(touched)
 
     def _transaction(self, ops: list[_Op], *, retry: bool) -> set[str]:
         rows = _unique_claims(row for op in ops if isinstance(op, _Insert) for row in op.rows)
@@ -681,6 +705,7 @@ class Ledger:
 
     def _give_up(self, ops: list[_Op], exc: BaseException) -> None:
         error = exc if isinstance(exc, StoreError) else StoreError(_describe(exc))
+        self.last_run_cache.forget_all()  # a failed batch may still have committed
         for op in ops:
             if isinstance(op, _Finish):
                 logger.error(
@@ -802,7 +827,16 @@ class Ledger:
         return self._read("read the last runs", lambda conn: _last_run_map(conn.execute(query)))
 
     def _last_runs_of(self, names: list[str]) -> dict[str, LastRun]:
-        """One index probe per name (``_LAST_RUNS_OF``), in chunks of 500 names."""
+        """Kept answers (``LastRunCache``), and one index probe per other name
+        (``_LAST_RUNS_OF``, in chunks of 500 names)."""
+        found, missing, token = self.last_run_cache.lookup(names)
+        if missing:
+            read = self._probe_last_runs(missing)
+            self.last_run_cache.keep(token, missing, read)
+            found.update(read)
+        return found
+
+    def _probe_last_runs(self, names: list[str]) -> dict[str, LastRun]:
         found: dict[str, LastRun] = {}
 
         def work(conn: Connection) -> dict[str, LastRun]:
@@ -938,6 +972,8 @@ class Ledger:
                 return work(conn)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {action} ({self.where}): {_describe(exc)}") from exc
+        finally:  # rows may have been closed or deleted
+            self.last_run_cache.forget_all()
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from api.schedules import schedule_json, schedule_json_text
+from scheduler.last_run_cache import TTL
 from scheduler.schedules import make_schedule
 from scheduler.service import PipelineScheduler
 from scheduler.settings import SchedulerSettings
@@ -407,6 +408,12 @@ async def test_list_is_current_after_every_kind_of_change(
     other.register("noop", lambda: None)
     await asyncio.to_thread(other.schedule_cron, "b", "noop", "5 4 * * *")
     assert set(await listed()) == {"a", "b"}  # another process's change, before any sync
+    assert (await listed())["b"]["last_status"] is None
+    await other.arun("b")  # a run written by another process's ledger
+    deadline = time.monotonic() + TTL + 2
+    while (await listed())["b"]["last_status"] != "success":  # seen within the TTL
+        assert time.monotonic() < deadline, "another process's run never showed"
+        await asyncio.sleep(0.1)
     await asyncio.to_thread(other.unschedule, "a")
     assert set(await listed()) == {"b"}
 
