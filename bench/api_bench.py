@@ -1,7 +1,7 @@
 """HTTP API throughput and latency while the scheduler fires 100 jobs a second.
 
     PYTHONPATH=. python bench/api_bench.py [--repeat 3] [--duration 10] [--concurrency 16]
-        [--schedules 10000] [--rows 1000000] [--db PATH] [--only TEXT] [--profile]
+        [--rate 500] [--schedules 10000] [--rows 1000000] [--db PATH] [--only TEXT] [--profile]
 
 A SQLite file (temporary, or ``--db``: seeded if it does not exist, reused if it does)
 gets ``--schedules`` cron schedules (daily, so they do not fire during the run) through
@@ -13,9 +13,12 @@ own trivial async pipeline: 100 fires a second. The parent measures with a loopb
 aiohttp client: ``--concurrency`` workers for ``--duration`` seconds per endpoint (after
 1 s of warm-up), then counts the fires the ledger recorded in that window, and reads the
 server's CPU time: ``cpu ms/req`` is the server's CPU per request, the figure that moves
-least when other processes share the machine. Figures are medians over ``--repeat``
-servers. ``--only`` keeps the endpoints whose label contains TEXT. ``--profile`` adds
-cProfile of the work behind the endpoints (in this process, no HTTP).
+least when other processes share the machine (``client ms``: the client's). Figures are
+medians over ``--repeat`` servers. Then each endpoint is offered ``--rate`` requests a
+second, open loop (a request when it is due, whatever the answers), for ``--duration``
+seconds: latency at a given load, counted from when each request was due. ``--only``
+keeps the endpoints whose label contains TEXT. ``--profile`` adds cProfile of the work
+behind the endpoints (in this process, no HTTP, no running engine).
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ from _common import median, percentile  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from api.app import start_api, stop_api  # noqa: E402
-from api.runs import run_json  # noqa: E402
-from api.schedules import LIST_DEFAULT, schedule_json, schedule_page  # noqa: E402
+from api.runs import RunJsonCache  # noqa: E402
+from api.schedules import LIST_DEFAULT, schedule_json_text, schedule_page  # noqa: E402
 from api.settings import ApiSettings, ApiToken  # noqa: E402
 from pipelines.db import get_engine  # noqa: E402
 from pipelines.secret import Secret  # noqa: E402
@@ -67,6 +70,7 @@ TICKERS = 100
 PIPELINES = [f"pipe-{i:02d}" for i in range(20)]
 CHUNK = 20_000
 WARM_UP = 1.0
+PACED_CONNECTIONS = 64
 WORKER_THREADS = 32
 """As ``pipebot.serve.WORKER_THREADS`` (not imported: that would import the bot)."""
 
@@ -278,11 +282,51 @@ async def load(server: Server, path: str, concurrency: int, duration: float) -> 
         "max_ms": _ms(ordered[-1] if ordered else None),
         "kb": (sum(sizes) / len(sizes) / 1024) if sizes else 0.0,
         "cpu_ms": (cpu[1] - cpu[0]) * 1000 / len(ordered) if ordered else None,
-        "client_cpu_ms": (client_cpu[1] - client_cpu[0]) * 1000 / len(ordered)
-        if ordered
-        else None,
+        "client_cpu_ms": (client_cpu[1] - client_cpu[0]) * 1000 / len(ordered) if ordered else None,
         "errors": errors,
         "window": (window_start, window_end),
+    }
+
+
+async def paced(server: Server, path: str, rate: float, duration: float) -> dict[str, Any]:
+    """Open loop: a request every ``1/rate`` s whatever the answers (as wrk2 does).
+
+    Each latency counts from when its request was due, not from when the client got
+    round to sending it, so a slow server cannot hide its queue by slowing the client.
+    """
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=PACED_CONNECTIONS)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(due: float, measured: bool) -> None:
+            nonlocal errors
+            async with session.get(server.base + path, headers=headers) as response:
+                await response.read()
+                ok = response.status == 200
+            if measured:
+                latencies.append(time.perf_counter() - due)
+                errors += not ok
+
+        begin = time.perf_counter()
+        measure_from = begin + WARM_UP
+        tasks = []
+        for n in range(int((WARM_UP + duration) * rate)):
+            due = begin + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(due, due >= measure_from)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - measure_from
+    ordered = sorted(latencies)
+    return {
+        "paced_rps": len(ordered) / elapsed if elapsed > 0 else 0.0,
+        "paced_p50_ms": _ms(percentile(ordered, 0.50)),
+        "paced_p99_ms": _ms(percentile(ordered, 0.99)),
+        "paced_errors": errors,
     }
 
 
@@ -298,13 +342,18 @@ def profile(db: Path, rows: int) -> None:
     scheduler = PipelineScheduler(settings_for(db))
     register(scheduler)
 
+    cache = RunJsonCache()
+
     def schedules(after: str | None) -> str:
         page = schedule_page(scheduler, after, LIST_DEFAULT + 1)
-        return json.dumps({"schedules": [schedule_json(i) for i in page]})
+        return ", ".join(schedule_json_text(i) for i in page)
 
-    def runs_page(**filters: Any) -> str:
-        records = scheduler.ledger.history(limit=101, **filters)
-        return json.dumps({"runs": [run_json(r) for r in records]})
+    def runs_page(**filters: Any) -> str:  # as RunViews._page: ids first, rows not kept
+        keys = scheduler.ledger.history_keys(limit=101, **filters)
+        records = scheduler.ledger.get_many([r for r, _ in keys if not cache.has(r)])
+        return ", ".join(
+            cache.text(records[r]) if r in records else cache.get(r) or "" for r, _ in keys
+        )
 
     work: dict[str, Callable[[], str]] = {
         "GET /api/schedules": lambda: schedules(None),
@@ -352,12 +401,20 @@ def run_all(args: argparse.Namespace, db: Path) -> dict[str, list[dict[str, Any]
                 since, until = figures.pop("window")
                 seconds = (until - since).total_seconds()
                 figures["fires_per_s"] = fires_between(db, since, until) / seconds
+                if args.rate:
+                    figures.update(asyncio.run(paced(server, path, args.rate, args.duration)))
                 results.setdefault(label, []).append(figures)
                 print(
                     f"  run {round_no}: {label:<24} {figures['rps']:8.1f} req/s  "
                     f"p50 {_fmt(figures['p50_ms'])} ms  p99 {_fmt(figures['p99_ms'])} ms  "
                     f"cpu {_fmt(figures['cpu_ms'])} ms/req (client "
-                    f"{_fmt(figures['client_cpu_ms'])})  fires {figures['fires_per_s']:.0f}/s",
+                    f"{_fmt(figures['client_cpu_ms'])})  fires {figures['fires_per_s']:.0f}/s"
+                    + (
+                        f"  | at {args.rate:g} req/s: p50 {_fmt(figures['paced_p50_ms'])} ms"
+                        f"  p99 {_fmt(figures['paced_p99_ms'])} ms"
+                        if args.rate
+                        else ""
+                    ),
                     flush=True,
                 )
     return results
@@ -385,6 +442,19 @@ def print_table(results: dict[str, list[dict[str, Any]]]) -> None:
             f"{_fmt(med('client_cpu_ms')):>10}"
             f"{_fmt(med('fires_per_s')):>9}"
             f"{sum(r['errors'] for r in runs_):>8}"
+        )
+    paced_runs = [r for runs_ in results.values() for r in runs_ if "paced_p99_ms" in r]
+    if not paced_runs:
+        return
+    header = f"{'open loop, offered rate':<26}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    print("\n" + header)
+    print("-" * len(header))
+    for label, runs_ in results.items():
+        print(
+            f"{label:<26}{_fmt(median(r['paced_rps'] for r in runs_)):>9}"
+            f"{_fmt(median(r['paced_p50_ms'] for r in runs_)):>9}"
+            f"{_fmt(median(r['paced_p99_ms'] for r in runs_)):>9}"
+            f"{sum(r['paced_errors'] for r in runs_):>8}"
         )
 
 
@@ -419,6 +489,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="servers (runs) per figure")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per endpoint")
     parser.add_argument("--concurrency", type=int, default=16, help="client workers")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="then offer this many requests/s, open loop, and report latency (0: skip)",
+    )
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--rows", type=int, default=1_000_000, help="history rows")
     parser.add_argument("--db", help="SQLite file to seed once and reuse (default: temporary)")
