@@ -162,10 +162,10 @@ class Metrics:
     def last_successes(self) -> dict[str, float]:
         """The newest successful run of each known pipeline, read from the ledger."""
         pipelines = set(self.scheduler.pipelines())
-        pipelines.update(s.pipeline for s in self.scheduler.store.all())
+        pipelines.update(self.scheduler.scheduled_pipelines())
         found: dict[str, float] = {}
         for pipeline in sorted(pipelines):
-            rows = self.scheduler.ledger.history(pipeline=pipeline, status="success", limit=1)
+            rows = self.scheduler.get_runs(pipeline=pipeline, status="success", limit=1)
             if rows and rows[0].finished_at is not None:
                 found[pipeline] = rows[0].finished_at.timestamp()
         return found

@@ -154,7 +154,7 @@ class RunViews:
         self, request: web.Request, filters: dict[str, Any], limit: int, before: str | None
     ) -> web.Response:
         """One page: the ids and statuses first, whole rows only for runs not kept."""
-        ledger, cache = self.scheduler.ledger, self.cache
+        scheduler, cache = self.scheduler, self.cache
         # one filter (or none) is one index range; combinations may scan far: general lane
         lane = (
             self.offload.quick
@@ -163,15 +163,15 @@ class RunViews:
         )
 
         def read() -> tuple[list[tuple[str, str]], dict[str, RunRecord]]:
-            keys = ledger.history_keys(**filters, limit=limit + 1, before_run_id=before)
-            return keys, ledger.get_many([r for r, status in keys[:limit] if not cache.has(r)])
+            keys = scheduler.run_keys(**filters, limit=limit + 1, before=before)
+            return keys, scheduler.runs_by_id([r for r, _ in keys[:limit] if not cache.has(r)])
 
         keys, records = await lane(read)
         page = keys[:limit]
         kept = {r: cache.get(r) for r, _ in page if r not in records}
         evicted = [r for r, text in kept.items() if text is None]
         if evicted:  # dropped from the cache by other requests meanwhile
-            records.update(await lane(ledger.get_many, evicted))
+            records.update(await lane(scheduler.runs_by_id, evicted))
         texts = []
         for run_id, _ in page:
             record = records.get(run_id)

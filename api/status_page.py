@@ -22,8 +22,7 @@ from aiohttp import web
 
 from pipebot.logs import redact
 from scheduler.errors import SchedulerError
-from scheduler.ledger import FAILURE_STATUSES
-from scheduler.models import RunRecord, ScheduleInfo
+from scheduler.models import FAILURE_STATUSES, RunRecord, ScheduleInfo
 from scheduler.service import PipelineScheduler
 
 from .charts import (
@@ -78,14 +77,19 @@ def read_snapshot(scheduler: PipelineScheduler) -> Snapshot:
     schedules, total = scheduler.upcoming(SCHEDULES_SHOWN)
     described = scheduler.pipelines()
     names = sorted(set(described) | {s.pipeline for s in schedules})
-    ledger = scheduler.ledger
     pipelines = tuple(
         PipelineRuns(
-            name, described.get(name, ""), tuple(ledger.history(pipeline=name, limit=RUNS_SHOWN))
+            name,
+            described.get(name, ""),
+            tuple(scheduler.get_runs(pipeline=name, limit=RUNS_SHOWN)),
         )
         for name in names[:MAX_PIPELINES]
     )
-    failures = [r for s in FAILURE_STATUSES for r in ledger.history(status=s, limit=FAILURES_SHOWN)]
+    failures = [
+        run
+        for status in FAILURE_STATUSES
+        for run in scheduler.get_runs(status=status, limit=FAILURES_SHOWN)
+    ]
     failures.sort(key=run_time, reverse=True)
     return Snapshot(
         health=health,
@@ -141,7 +145,7 @@ async def _chart(
     draw: Callable[[list[RunRecord]], T],
 ) -> T:
     def work() -> T | None:
-        runs = scheduler.ledger.history(pipeline=pipeline, limit=RUNS_SHOWN)
+        runs = scheduler.get_runs(pipeline=pipeline, limit=RUNS_SHOWN)
         if not runs and pipeline not in scheduler.pipelines():
             return None
         return draw(runs)

@@ -8,17 +8,18 @@ gets ``--schedules`` cron schedules (daily, so they do not fire during the run) 
 ``PipelineScheduler.add_schedules`` and ``--rows`` history rows bulk-inserted with
 SQLAlchemy Core into ``runs``. Each repeat starts a fresh server process set up as
 ``pipebot serve`` does it (API started before the scheduler, one event loop, a 32-thread
-default executor, ``gc.freeze()``) that also has 100 interval schedules of 1 s, each its
-own trivial async pipeline: 100 fires a second. The parent measures with a loopback
-aiohttp client: ``--concurrency`` workers for ``--duration`` seconds per endpoint (after
-1 s of warm-up), then counts the fires the ledger recorded in that window, and reads the
-server's CPU time: ``cpu ms/req`` is the server's CPU per request, the figure that moves
-least when other processes share the machine (``client ms``: the client's). Figures are
-medians over ``--repeat`` servers. Then each endpoint is offered ``--rate`` requests a
-second, open loop (a request when it is due, whatever the answers), for ``--duration``
-seconds: latency at a given load, counted from when each request was due. ``--only``
-keeps the endpoints whose label contains TEXT. ``--profile`` adds cProfile of the work
-behind the endpoints (in this process, no HTTP, no running engine).
+default executor, young-generation GC threshold 50,000, ``gc.freeze()``) that also has
+100 interval schedules of 1 s, each its own trivial async pipeline: 100 fires a second.
+The parent measures with a loopback aiohttp client: ``--concurrency`` workers for
+``--duration`` seconds per endpoint (after 1 s of warm-up), then counts the fires the
+ledger recorded in that window, and reads the server's CPU time: ``cpu ms/req`` is the
+server's CPU per request, the figure that moves least when other processes share the
+machine (``client ms``: the client's). Figures are medians over ``--repeat`` servers.
+Then each endpoint is offered ``--rate`` requests a second, open loop (a request when it
+is due, whatever the answers), for ``--duration`` seconds: latency at a given load,
+counted from when each request was due. ``--only`` keeps the endpoints whose label
+contains TEXT. ``--profile`` adds cProfile of the work behind the endpoints (in this
+process, no HTTP, no running engine).
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ CHUNK = 20_000
 WARM_UP = 1.0
 PACED_CONNECTIONS = 64
 WORKER_THREADS = 32
-"""As ``pipebot.serve.WORKER_THREADS`` (not imported: that would import the bot)."""
+GC_YOUNG_THRESHOLD = 50_000
+"""As ``pipebot.serve.WORKER_THREADS`` and ``GC_YOUNG_THRESHOLD`` (not imported: that would
+import the bot)."""
 
 
 def settings_for(db: Path) -> SchedulerSettings:
@@ -186,6 +189,7 @@ def fires_between(db: Path, since: datetime, until: datetime) -> int:
 async def serve(db: Path) -> None:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=WORKER_THREADS))
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     scheduler = PipelineScheduler(settings_for(db))
     register(scheduler)
     tokens = (ApiToken("bench", Secret(os.environ["API_BENCH_TOKEN"])),)
@@ -349,8 +353,8 @@ def profile(db: Path, rows: int) -> None:
         return ", ".join(schedule_json_text(i) for i in page)
 
     def runs_page(**filters: Any) -> str:  # as RunViews._page: ids first, rows not kept
-        keys = scheduler.ledger.history_keys(limit=101, **filters)
-        records = scheduler.ledger.get_many([r for r, _ in keys if not cache.has(r)])
+        keys = scheduler.run_keys(limit=101, **filters)
+        records = scheduler.runs_by_id([r for r, _ in keys if not cache.has(r)])
         return ", ".join(
             cache.text(records[r]) if r in records else cache.get(r) or "" for r, _ in keys
         )
@@ -358,9 +362,7 @@ def profile(db: Path, rows: int) -> None:
     work: dict[str, Callable[[], str]] = {
         "GET /api/schedules": lambda: schedules(None),
         "GET /api/runs?limit=100": lambda: runs_page(),
-        "GET /api/runs?limit=100&before=<deep>": lambda: runs_page(
-            before_run_id=deep_run_id(db, rows)
-        ),
+        "GET /api/runs?limit=100&before=<deep>": lambda: runs_page(before=deep_run_id(db, rows)),
         "GET /api/runs?limit=100&status=failed": lambda: runs_page(status="failed"),
     }
     for label, call in work.items():

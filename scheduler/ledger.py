@@ -77,7 +77,7 @@ from pipelines.db import redact_url
 
 from .errors import StoreError
 from .last_run_cache import LastRunCache
-from .models import FINAL_STATUSES, LastRun, RunRecord
+from .models import FAILURE_STATUSES, FINAL_STATUSES, LastRun, RunRecord
 from .tables import UTCDateTime, meta, runs, schedules
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,6 @@ FENCE_KEY = "leader_fence"
 """``meta`` row holding the fencing token of the newest leader."""
 STOP_TIMEOUT = 30.0
 STOP_GRACE = 5.0
-FAILURE_STATUSES = ("failed", "timeout", "abandoned")
 NOT_RAN = ("running", "skipped", "missed")
 """Statuses of rows that are not a finished run (left out of the success rate)."""
 

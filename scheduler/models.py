@@ -26,6 +26,8 @@ OWNERS: tuple[str, ...] = get_args(Owner)
 OVERLAPS: tuple[str, ...] = get_args(Overlap)
 CATCHUPS: tuple[str, ...] = get_args(Catchup)
 FINAL_STATUSES = frozenset(get_args(RunStatus)) - {"running"}
+FAILURE_STATUSES = ("failed", "timeout", "abandoned")
+"""Statuses that mean a run went wrong (alerts, the status page's failures)."""
 _DEFINITION_JSON = json.JSONEncoder(sort_keys=True, default=str)
 """``json.dumps(..., sort_keys=True, default=str)`` without an encoder per call."""
 CATCHUP_CAP = 100

@@ -297,6 +297,18 @@ class PipelineScheduler:
         now = datetime.now(UTC)
         return [self._info(item, last.get(item.schedule.name), now) for item in page]
 
+    def scheduled_pipelines(self) -> set[str]:
+        """The pipelines some stored schedule runs (registered here or not)."""
+        return {item.schedule.pipeline for item in self._listing.page(None, None)}
+
+    def schedule_names(self) -> list[str]:
+        """Every schedule's name, in the order ``list_schedules`` pages by."""
+        return self.store.names()
+
+    def count_schedules(self) -> int:
+        """How many schedules are stored (one indexed count)."""
+        return self.store.count()
+
     def upcoming(self, limit: int) -> tuple[list[ScheduleInfo], int]:
         """The ``limit`` schedules due soonest, and how many schedules there are in all.
 
@@ -350,13 +362,59 @@ class PipelineScheduler:
 
     def get_history(self, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Runs, newest first: of schedule ``name`` (or of the pipeline of that name)."""
+        return [r.to_dict() for r in self.latest_runs(name, limit)]
+
+    def latest_runs(self, name: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """``get_history`` as ``RunRecord``s."""
         if name is None:
-            records = self.ledger.history(limit=limit)
-        else:
-            records = self.ledger.history(schedule=name, limit=limit)
-            if not records:
-                records = self.ledger.history(pipeline=name, limit=limit)
-        return [r.to_dict() for r in records]
+            return self.ledger.history(limit=limit)
+        return self.ledger.history(schedule=name, limit=limit) or self.ledger.history(
+            pipeline=name, limit=limit
+        )
+
+    def get_runs(
+        self,
+        *,
+        schedule: str | None = None,
+        pipeline: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        """Runs matching every filter given, newest first; ``before`` (a run id) pages on."""
+        return self.ledger.history(
+            schedule=schedule,
+            pipeline=pipeline,
+            status=status,
+            since=since,
+            limit=limit,
+            before_run_id=before,
+        )
+
+    def run_keys(
+        self,
+        *,
+        schedule: str | None = None,
+        pipeline: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """``get_runs`` as (run id, status) pairs, for callers that keep finished runs."""
+        return self.ledger.history_keys(
+            schedule=schedule,
+            pipeline=pipeline,
+            status=status,
+            since=since,
+            limit=limit,
+            before_run_id=before,
+        )
+
+    def runs_by_id(self, run_ids: list[str]) -> dict[str, RunRecord]:
+        """The runs of ``run_ids`` that exist, by id."""
+        return self.ledger.get_many(run_ids)
 
     def preview(
         self,

@@ -362,6 +362,12 @@ class ScheduleStore:
 
         return self._run("clear schedules", work)
 
+    def names(self) -> list[str]:
+        """Every schedule's name, in the code point order ``page`` uses."""
+        return self._run(
+            "read schedule names", lambda conn: sorted(conn.scalars(select(schedules.c.name)))
+        )
+
     def count(self) -> int:
         return self._run(
             "count schedules",

@@ -14,7 +14,6 @@ import discord
 from discord import app_commands
 
 from api.charts import history_chart_png
-from scheduler.models import RunRecord
 from scheduler.service import PipelineScheduler
 
 from .. import render
@@ -26,17 +25,11 @@ CHART_RUNS = 50
 CHART_FILE = "history.png"
 
 
-def latest_runs(scheduler: PipelineScheduler, name: str, limit: int) -> list[RunRecord]:
-    """Runs of schedule ``name``, else of the pipeline of that name, newest first."""
-    ledger = scheduler.ledger
-    return ledger.history(schedule=name, limit=limit) or ledger.history(pipeline=name, limit=limit)
-
-
 def history_answer(
     scheduler: PipelineScheduler, name: str
 ) -> tuple[discord.Embed, discord.File | None]:
     """The embed and its chart (None without runs); blocking: run it in a worker thread."""
-    runs = latest_runs(scheduler, name, CHART_RUNS)
+    runs = scheduler.latest_runs(name, CHART_RUNS)
     embed = render.history_embed(name, [run.to_dict() for run in runs[: render.HISTORY_ROWS]])
     if not runs:
         return embed, None

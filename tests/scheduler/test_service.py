@@ -293,8 +293,9 @@ async def test_readiness_when_the_database_does_not_answer(
 
 async def test_upcoming_is_soonest_first_with_last_runs(scheduler: PipelineScheduler) -> None:
     scheduler.register("p", lambda: None)
-    for name, minutes in (("late", 50), ("early", 5), ("mid", 20)):
-        scheduler.schedule_interval(name, "p", minutes=minutes)
+    now = datetime.now(UTC).replace(microsecond=0)
+    for name, hours in (("late", 3), ("early", 1), ("mid", 2)):
+        scheduler.schedule_at(name, "p", now + timedelta(hours=hours))
     scheduler.schedule_interval("paused", "p", minutes=1)
     scheduler.disable("paused")
     await scheduler.astart()
