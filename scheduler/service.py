@@ -34,6 +34,7 @@ from .errors import (
     JobLookupError,
     ReadOnlyScheduleError,
     SchedulerError,
+    StoreError,
     UnknownPipelineError,
 )
 from .events import EVENT_ALL, EVENT_JOB_ADDED, EVENT_JOB_REMOVED, EventBus, JobEvent, Listener
@@ -543,6 +544,8 @@ class PipelineScheduler:
             await asyncio.wait_for(asyncio.shield(self.ledger.flush()), RESULT_WRITE_WAIT)
         except TimeoutError:
             logger.info("run result not written within %g s; it stays queued", RESULT_WRITE_WAIT)
+        except StoreError:  # the ledger is stopping: it wrote the result directly
+            pass
 
     def run_now(self, name: str, *, requested_by: str | None = None) -> RunRecord:
         """``arun`` for synchronous callers (not from the scheduler's own event loop)."""
