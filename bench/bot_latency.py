@@ -1,18 +1,22 @@
 """Discord bot latency and DiscordSink throughput, through the fake Discord of the tests.
 
-    PYTHONPATH=. python bench/bot_latency.py [--schedules 10000] [--runs 50] [--jobs 20]
-                                             [--messages 500] [--retry-after 1.0] [--profile]
+    PYTHONPATH=. python bench/bot_latency.py [--schedules 10000] [--history 0] [--runs 50]
+                                             [--jobs 20] [--messages 500] [--retry-after 1.0]
+                                             [--profile]
 
 Everything runs in this process on one event loop, as ``pipebot serve`` runs it: the
 fake Discord (REST + gateway on loopback, ``tests/fakediscord``), a ``PipelineScheduler``
 on a temporary SQLite file holding ``--schedules`` daily cron schedules, and a real
-``PipeBot`` logged in to the fake. Times are taken on the fake's side, as Discord would
-see them: from the moment the fake dispatches INTERACTION_CREATE on the gateway to the
-moment the bot's first callback (the acknowledgement) arrives, and to the moment the
-final answer arrives (the edit of the deferred response).
+``PipeBot`` logged in to the fake; ``--history`` run-history rows (spread over those
+schedules) are inserted straight into ``runs`` first. Times are taken on the fake's side,
+as Discord would see them: from the moment the fake dispatches INTERACTION_CREATE on the
+gateway to the moment the bot's first callback (the acknowledgement) arrives, and to the
+moment the final answer arrives (the edit of the deferred response).
 
 - ``/run``: ``--runs`` runs of a two-item pipeline, one after the other.
-- ``/jobs``: ``--jobs`` calls with every schedule in the database.
+- ``/jobs``: ``--jobs`` calls with every schedule in the database; after each, the caller
+  presses "next" and then "last": from the click to the bot's answer (the message updated
+  with that page), which is when a page other than the first is read.
 - DiscordSink: ``--messages`` messages (one item each) to a channel through the running
   bot, then to a webhook, with a 429 (``retry_after`` ``--retry-after`` s) answered to
   every 50th request; messages/second over the whole run. The fake also advertises a
@@ -34,7 +38,9 @@ import pstats
 import sys
 import tempfile
 import time
+import uuid
 import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +55,24 @@ with warnings.catch_warnings():  # discord.py 2.x imports audioop, deprecated in
 
 import yarl  # noqa: E402
 from _common import median, percentile  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
 
 from bot.app import PipeBot  # noqa: E402
 from bot.settings import BotSettings  # noqa: E402
-from pipelines.db import dispose_engine  # noqa: E402
+from pipelines.db import dispose_engine, get_engine  # noqa: E402
 from pipelines.pipeline import Pipeline, StageSpec  # noqa: E402
 from pipelines.sinks.discord import DiscordSink  # noqa: E402
 from pipelines.transforms.sources import StaticItems  # noqa: E402
 from scheduler.schedules import make_schedule  # noqa: E402
 from scheduler.service import PipelineScheduler  # noqa: E402
 from scheduler.settings import SchedulerSettings  # noqa: E402
+from scheduler.tables import runs  # noqa: E402
 from tests.fakediscord import FakeDiscord, InteractionHandle, running  # noqa: E402
 
 CALLBACK = "/interactions/{interaction_id}/{token}/callback"
 ORIGINAL = "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"
 MANAGE_GUILD = 1 << 5
+CHUNK = 20_000
 
 
 def point_discord_at(fake: FakeDiscord) -> None:
@@ -82,7 +91,7 @@ def summary(name: str, values: list[float]) -> str:
     mid, p95 = median(ordered), percentile(ordered, 0.95)
     assert mid is not None and p95 is not None
     return (
-        f"{name:<44} median {mid * 1000:8.1f} ms   p95 {p95 * 1000:8.1f} ms   "
+        f"{name:<50} median {mid * 1000:8.1f} ms   p95 {p95 * 1000:8.1f} ms   "
         f"(n={len(values)}, max {ordered[-1] * 1000:.1f} ms)"
     )
 
@@ -102,6 +111,47 @@ async def timings(fake: FakeDiscord, handle: InteractionHandle) -> tuple[float, 
     return first.at - created, final - created
 
 
+async def press(fake: FakeDiscord, message: dict[str, Any], label: str) -> float:
+    """Seconds from the click on the button ``label`` to the bot's answer (the new page)."""
+    components = [c for row in message["components"] for c in row["components"]]
+    custom_id = next(c["custom_id"] for c in components if c.get("label") == label)
+    handle = await fake.click(message["id"], custom_id)
+    await handle.response(timeout=60)
+    answered = next(r for r in handle.callbacks if r.status)
+    return answered.at - handle.record.created_at
+
+
+def seed_history(url: str, schedules: int, rows: int) -> None:
+    """``rows`` finished runs, newest five minutes ago, round-robin over the schedules."""
+    newest = datetime.now(UTC) - timedelta(minutes=5)
+    statuses = ["success"] * 90 + ["failed"] * 7 + ["skipped"] * 3
+    with get_engine(url).begin() as conn:
+        for start in range(0, rows, CHUNK):
+            batch = []
+            for n in range(start, min(start + CHUNK, rows)):
+                at = newest - timedelta(seconds=rows - n)
+                status = statuses[n % len(statuses)]
+                batch.append(
+                    {
+                        "run_id": uuid.UUID(int=n + 1, version=4).hex,
+                        "schedule": f"job-{n % schedules:05d}",
+                        "pipeline": "news",
+                        "trigger": "schedule",
+                        "status": status,
+                        "scheduled_for": at,
+                        "started_at": at,
+                        "finished_at": at + timedelta(milliseconds=250),
+                        "requested_by": None,
+                        "error": "RuntimeError: upstream 503" if status == "failed" else None,
+                        "items": "[2]",
+                        "stages": None,
+                        "holder": "bench",
+                        "fence": None,
+                    }
+                )
+            conn.execute(insert(runs), batch)
+
+
 async def bench_commands(
     fake: FakeDiscord, bot: PipeBot, scheduler: PipelineScheduler, args: argparse.Namespace
 ) -> None:
@@ -116,14 +166,23 @@ async def bench_commands(
     print(summary("/run: interaction -> result embed", final))
 
     first, final = [], []
+    following: list[float] = []
+    last: list[float] = []
     for _ in range(args.jobs):
         handle = await fake.interact("jobs")
         ack, done = await timings(fake, handle)
         first.append(ack)
         final.append(done)
-    count = len(scheduler.list_schedules())
+        message = await handle.original(timeout=60)
+        if message.get("components"):  # more than one page
+            following.append(await press(fake, message, "›"))
+            last.append(await press(fake, fake.message(message["id"]), "»"))
+    count = scheduler.count_schedules()
     print(summary(f"/jobs ({count} schedules): -> first response", first))
     print(summary(f"/jobs ({count} schedules): -> page 1 shown", final))
+    if following:
+        print(summary(f"/jobs ({count} schedules): next -> page 2 shown", following))
+        print(summary(f"/jobs ({count} schedules): last -> last page shown", last))
 
     if args.profile:
         profile = cProfile.Profile()
@@ -171,7 +230,14 @@ async def bench_sink(fake: FakeDiscord, args: argparse.Namespace, **target: Any)
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        scheduler = PipelineScheduler(SchedulerSettings(database_url=url, timezone="UTC"))
+        scheduler = PipelineScheduler(
+            SchedulerSettings(
+                database_url=url,
+                timezone="UTC",
+                history_days=None,  # keep every seeded row: no retention pass at start
+                history_rows=None,
+            )
+        )
         items = {"items": [{"title": "a"}, {"title": "b"}]}
         scheduler.register("news", Pipeline("news", (StageSpec(StaticItems, items),)))
         scheduler.add_schedules(
@@ -187,6 +253,8 @@ async def main(args: argparse.Namespace) -> None:
                 for i in range(args.schedules)
             ]
         )
+        if args.history and args.schedules:
+            seed_history(url, args.schedules, args.history)
         fake = FakeDiscord()
         await fake.start()
         point_discord_at(fake)
@@ -214,6 +282,9 @@ async def main(args: argparse.Namespace) -> None:
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--schedules", type=int, default=10_000)
+    parser.add_argument(
+        "--history", type=int, default=0, help="run-history rows to insert (e.g. 1000000)"
+    )
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--messages", type=int, default=500)

@@ -223,8 +223,7 @@ class PipeBot(commands.Bot):
     async def schedule_names(self) -> list[str]:
         """Schedule names for autocomplete, reused for ``NAMES_TTL`` seconds."""
         if time.monotonic() - self._names_at > NAMES_TTL:
-            schedules = await asyncio.to_thread(self.scheduler.list_schedules)
-            self._names = sorted(info.name for info in schedules)
+            self._names = await asyncio.to_thread(self.scheduler.schedule_names)
             self._names_at = time.monotonic()
         return self._names
 

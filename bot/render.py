@@ -310,18 +310,22 @@ def choices(names: Iterable[str], current: str) -> list[discord.app_commands.Cho
 
 
 def jobs_page(
-    schedules: Sequence[ScheduleInfo], page: int, per_page: int = JOBS_PER_PAGE
+    rows: Sequence[ScheduleInfo], page: int, total: int, per_page: int = JOBS_PER_PAGE
 ) -> discord.Embed:
-    """One page of ``/jobs``: only the rows of that page are rendered."""
-    total = len(schedules)
+    """Page ``page`` (0-based) of ``/jobs``, showing ``rows``, of ``total`` schedules.
+
+    ``rows`` is the page as read now: it may be shorter than ``per_page`` (or empty)
+    when schedules were removed since ``total`` was counted.
+    """
     pages = page_count(total, per_page)
-    start, stop = page_bounds(total, page, per_page)
     embed = discord.Embed(title=f"Jobs ({total})", colour=COLOUR_INFO)
     if not total:
         embed.description = "No schedules yet. Add one with `/schedule`."
-    for info in schedules[start:stop]:
+    elif not rows:
+        embed.description = "Nothing left on this page: schedules were removed since `/jobs`."
+    for info in rows[:per_page]:
         embed.add_field(name=_job_title(info), value=_job_value(info), inline=False)
-    embed.set_footer(text=f"Page {start // per_page + 1}/{pages}")
+    embed.set_footer(text=f"Page {min(max(page, 0), pages - 1) + 1}/{pages}")
     return fit_embed(embed)
 
 

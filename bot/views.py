@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
@@ -18,6 +19,9 @@ logger = logging.getLogger(__name__)
 PAGE_TIMEOUT = 180.0
 CONFIRM_TIMEOUT = 60.0
 NOT_YOURS = "Only the person who ran this command can use these buttons."
+
+PageRenderer = Callable[[int], discord.Embed | Awaitable[discord.Embed]]
+"""Page index (0-based) to its embed; async when the page has to be read first."""
 
 
 class OwnedView(discord.ui.View):
@@ -67,20 +71,25 @@ class OwnedView(discord.ui.View):
 
 
 class Paginator(OwnedView):
-    """First / previous / page / next / last over pages rendered on demand."""
+    """First / previous / page / next / last over pages rendered on demand.
+
+    ``render`` may be a coroutine function (for a page read when its button is pressed).
+    Presses are answered one at a time, so a quick double "next" moves two pages.
+    """
 
     def __init__(
         self,
         *,
         owner_id: int,
         pages: int,
-        render: Callable[[int], discord.Embed],
+        render: PageRenderer,
         timeout: float | None = None,
     ) -> None:
         super().__init__(owner_id=owner_id, timeout=PAGE_TIMEOUT if timeout is None else timeout)
         self.pages = max(1, pages)
         self.render = render
         self.page = 0
+        self._turning = asyncio.Lock()
         self._update_buttons()
 
     async def send(self, interaction: discord.Interaction[Any], *, ephemeral: bool = False) -> None:
@@ -89,7 +98,7 @@ class Paginator(OwnedView):
         Works on a fresh interaction and on a deferred one (whose "thinking…" response
         is then edited into the page).
         """
-        embed = self.render(0)
+        embed = await self._render(0)
         view: discord.ui.View = self
         if self.pages == 1:
             self.stop()
@@ -105,29 +114,43 @@ class Paginator(OwnedView):
                 embed=embed, view=view, ephemeral=ephemeral, allowed_mentions=none
             )
 
+    async def _render(self, page: int) -> discord.Embed:
+        embed = self.render(page)
+        if isinstance(embed, discord.Embed):
+            return embed
+        return await embed
+
     def _update_buttons(self) -> None:
         self.first.disabled = self.previous.disabled = self.page == 0
         self.next.disabled = self.last.disabled = self.page >= self.pages - 1
         self.counter.label = f"{self.page + 1}/{self.pages}"
 
     async def show(self, interaction: discord.Interaction[Any], page: int) -> None:
-        self.page = min(max(page, 0), self.pages - 1)
+        """Answer a press with page ``page`` (clamped), the buttons following it."""
+        page = min(max(page, 0), self.pages - 1)
+        embed = await self._render(page)
+        self.page = page
         self._update_buttons()
         await interaction.response.edit_message(
-            embed=self.render(self.page), view=self, allowed_mentions=discord.AllowedMentions.none()
+            embed=embed, view=self, allowed_mentions=discord.AllowedMentions.none()
         )
+
+    async def _turn(self, interaction: discord.Interaction[Any], to: Callable[[int], int]) -> None:
+        """Show page ``to(current page)``, after any press still being answered."""
+        async with self._turning:
+            await self.show(interaction, to(self.page))
 
     @discord.ui.button(label="«", style=discord.ButtonStyle.secondary)
     async def first(
         self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
     ) -> None:
-        await self.show(interaction, 0)
+        await self._turn(interaction, lambda page: 0)
 
     @discord.ui.button(label="‹", style=discord.ButtonStyle.secondary)
     async def previous(
         self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
     ) -> None:
-        await self.show(interaction, self.page - 1)
+        await self._turn(interaction, lambda page: page - 1)
 
     @discord.ui.button(label="1/1", style=discord.ButtonStyle.primary, disabled=True)
     async def counter(
@@ -139,13 +162,13 @@ class Paginator(OwnedView):
     async def next(
         self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
     ) -> None:
-        await self.show(interaction, self.page + 1)
+        await self._turn(interaction, lambda page: page + 1)
 
     @discord.ui.button(label="»", style=discord.ButtonStyle.secondary)
     async def last(
         self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
     ) -> None:
-        await self.show(interaction, self.pages - 1)
+        await self._turn(interaction, lambda page: self.pages - 1)
 
 
 class Confirm(OwnedView):

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import io
 import logging
+import threading
 import time
 from typing import Any
 
@@ -423,23 +424,103 @@ async def test_schedule_autocompletes_pipelines_and_zones(world: World) -> None:
 # --- /jobs --------------------------------------------------------------------------------
 
 
-async def test_jobs_pages_with_buttons_for_the_caller_only(world: World) -> None:
+def buttons(message: JSON) -> dict[str, JSON]:
+    """The message's buttons by label (the page counter under its own label)."""
+    return {b["label"]: b for row in message.get("components") or [] for b in row["components"]}
+
+
+async def press(world: World, message: JSON, label: str) -> JSON:
+    """The caller presses ``label``; the message as it is once the bot has answered."""
+    clicked = await world.fake.click(message["id"], buttons(message)[label]["custom_id"])
+    assert (await clicked.response())["type"] == 7  # the message is updated in place
+    return world.fake.message(message["id"])
+
+
+def shown(message: JSON) -> tuple[str, list[str]]:
+    embed = message["embeds"][0]
+    return embed["footer"]["text"], [f["name"].split(" ", 1)[1] for f in embed.get("fields", [])]
+
+
+def page_reads(world: World, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any, bool]]:
+    """Every ``list_schedules`` call as ``(after, limit, on the event loop's thread)``."""
+    calls: list[tuple[Any, Any, bool]] = []
+    real = world.scheduler.list_schedules
+    loop_thread = threading.get_ident()
+
+    def spy(**kwargs: Any) -> Any:
+        calls.append(
+            (kwargs.get("after"), kwargs.get("limit"), threading.get_ident() == loop_thread)
+        )
+        return real(**kwargs)
+
+    monkeypatch.setattr(world.scheduler, "list_schedules", spy)
+    return calls
+
+
+async def test_jobs_pages_are_read_when_shown_by_the_caller_only(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in range(23):
         world.chat_schedule(f"job-{i:02d}")
-    handle = await world.fake.interact("jobs")
-    first = await answer(handle)
-    assert first["embeds"][0]["footer"]["text"] == "Page 1/3"
-    assert first["embeds"][0]["fields"][0]["name"] == "▶️ job-00"
-    buttons = [c for row in first["components"] for c in row["components"]]
-    next_id = next(b["custom_id"] for b in buttons if b.get("label") == "›")
-    refused = await world.fake.click(first["id"], next_id, user=world.bob)
+    reads = page_reads(world, monkeypatch)
+    first = await answer(await world.fake.interact("jobs"))
+    assert shown(first) == ("Page 1/3", [f"job-{i:02d}" for i in range(10)])
+    assert first["embeds"][0]["title"] == "Jobs (23)"
+    assert buttons(first)["«"]["disabled"] and buttons(first)["‹"]["disabled"]
+    assert buttons(first)["1/3"]["disabled"]
+    assert reads == [(None, 10, False)]  # page 1 only, off the event loop
+
+    refused = await world.fake.click(first["id"], buttons(first)["›"]["custom_id"], user=world.bob)
     reply = await refused.response()
     assert reply["data"]["flags"] & EPHEMERAL and "Only the person" in reply["data"]["content"]
-    clicked = await world.fake.click(first["id"], next_id)
-    assert (await clicked.response())["type"] == 7  # the message is updated in place
-    page = world.fake.message(first["id"])
-    assert page["embeds"][0]["footer"]["text"] == "Page 2/3"
-    assert page["embeds"][0]["fields"][0]["name"] == "▶️ job-10"
+    assert shown(world.fake.message(first["id"]))[0] == "Page 1/3"
+    assert len(reads) == 1
+
+    second = await press(world, first, "›")
+    assert shown(second) == ("Page 2/3", [f"job-{i:02d}" for i in range(10, 20)])
+    assert "2/3" in buttons(second) and not buttons(second)["«"]["disabled"]
+    last = await press(world, second, "»")
+    assert shown(last) == ("Page 3/3", ["job-20", "job-21", "job-22"])
+    assert buttons(last)["›"]["disabled"] and buttons(last)["»"]["disabled"]
+    back = await press(world, last, "‹")
+    assert shown(back)[0] == "Page 2/3"
+    again = await press(world, back, "«")
+    assert shown(again) == shown(first)
+    starts = [after for after, _, _ in reads]
+    assert starts == [None, "job-09", "job-19", "job-09", None]
+    assert all(limit == 10 and not on_loop for _, limit, on_loop in reads)
+    assert_no_pings(world.fake)
+
+
+async def test_jobs_pages_show_what_is_left_after_removals(world: World) -> None:
+    for i in range(23):
+        world.chat_schedule(f"job-{i:02d}")
+    first = await answer(await world.fake.interact("jobs"))
+    for name in ("job-09", "job-12", "job-20", "job-21", "job-22"):
+        world.scheduler.unschedule(name)
+    world.chat_schedule("job-12a")
+    second = await press(world, first, "›")  # still after job-09, removed or not
+    expected = ["job-10", "job-11", "job-12a", *(f"job-{i}" for i in range(13, 20))]
+    assert shown(second) == ("Page 2/3", expected)
+    last = await press(world, second, "»")
+    assert shown(last) == ("Page 3/3", [])
+    assert "removed" in last["embeds"][0]["description"]
+    assert last["embeds"][0]["title"] == "Jobs (23)"  # as counted when /jobs was run
+    assert shown(await press(world, last, "«"))[1][-1] == "job-10"  # job-09 is gone
+
+
+async def test_jobs_quick_presses_are_answered_in_turn(world: World) -> None:
+    for i in range(35):
+        world.chat_schedule(f"job-{i:02d}")
+    first = await answer(await world.fake.interact("jobs"))
+    next_id = buttons(first)["›"]["custom_id"]
+    presses = [await world.fake.click(first["id"], next_id) for _ in range(2)]
+    for handle in presses:
+        assert (await handle.response())["type"] == 7
+    assert shown(world.fake.message(first["id"])) == (
+        "Page 3/4",
+        [f"job-{i}" for i in range(20, 30)],
+    )
 
 
 async def test_jobs_buttons_are_disabled_after_the_timeout(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TypeVar, overload
 
 import discord
 import pytest
@@ -12,8 +10,6 @@ import pytest
 from bot import render
 from pipelines.sinks.discord import EMBED_TOTAL_CHARS
 from scheduler.models import Policies, RunRecord, ScheduleInfo
-
-T = TypeVar("T")
 
 T0 = datetime(2025, 3, 30, 1, 30, tzinfo=UTC)
 
@@ -199,40 +195,29 @@ def test_choices_limits_and_order() -> None:
     assert ranked == ["JOB-b", "job-a", "my-job"]  # prefix matches first, case-insensitive
 
 
-class OnlyRows(Sequence[T]):
-    """A sequence that fails the test when a row outside ``allowed`` is read."""
-
-    def __init__(self, rows: list[T], allowed: range) -> None:
-        self.rows = rows
-        self.allowed = allowed
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @overload
-    def __getitem__(self, index: int) -> T: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[T]: ...
-    def __getitem__(self, index: int | slice) -> T | list[T]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self.rows)))]
-        assert index in self.allowed, f"row {index} read to render rows {self.allowed}"
-        return self.rows[index]
-
-
-def test_jobs_page_renders_one_page_of_many() -> None:
-    schedules = [info(f"job-{i:05d}", enabled=i % 2 == 0) for i in range(10_000)]
-    first = render.jobs_page(OnlyRows(schedules, range(0, 10)), 0)  # not all 10,000 rows
-    embed_ok(first)
-    assert first.title == "Jobs (10000)"
-    assert len(first.fields) == render.JOBS_PER_PAGE
-    assert first.footer.text == "Page 1/1000"
-    last = render.jobs_page(schedules, 999)
+def test_jobs_page_renders_the_page_it_is_given() -> None:
+    rows = [info(f"job-{i:05d}", enabled=i % 2 == 0) for i in range(9_990, 10_000)]
+    last = render.jobs_page(rows, 999, 10_000)
+    embed_ok(last)
+    assert last.title == "Jobs (10000)"
+    assert len(last.fields) == render.JOBS_PER_PAGE
     assert last.footer.text == "Page 1000/1000"
     assert last.fields[-1].name == "⏸️ job-09999"
-    value = first.fields[0].value or ""
+    value = last.fields[0].value or ""
     assert "owner `chat`" in value and "<@42>" in value and "Europe/Stockholm" in value
     assert f"<t:{int(T0.timestamp())}:R>" in value
+    first = render.jobs_page(rows + rows, 0, 10_000)  # never more than a page of rows
+    assert len(first.fields) == render.JOBS_PER_PAGE
+    assert first.footer.text == "Page 1/1000"
+
+
+def test_jobs_page_whose_rows_were_removed_meanwhile() -> None:
+    short = render.jobs_page([info("job-1")], 2, 30)
+    assert short.footer.text == "Page 3/3" and len(short.fields) == 1
+    assert short.description is None
+    empty = render.jobs_page([], 2, 30)
+    assert empty.footer.text == "Page 3/3" and not empty.fields
+    assert empty.description is not None and "removed" in empty.description
 
 
 def test_jobs_page_escapes_hostile_data() -> None:
@@ -243,7 +228,7 @@ def test_jobs_page_escapes_hostile_data() -> None:
         created_by="@here",
         expression="`" * 300,
     )
-    embed = render.jobs_page([hostile], 0)
+    embed = render.jobs_page([hostile], 0, 1)
     embed_ok(embed)
     text = (embed.fields[0].name or "") + (embed.fields[0].value or "")
     assert "@everyone" not in text and "@here" not in text
@@ -251,7 +236,7 @@ def test_jobs_page_escapes_hostile_data() -> None:
 
 
 def test_empty_jobs_page() -> None:
-    embed = render.jobs_page([], 0)
+    embed = render.jobs_page([], 0, 0)
     assert embed.description is not None and "/schedule" in embed.description
     assert embed.footer.text == "Page 1/1"
 
