@@ -142,6 +142,29 @@ def _definition_json(
     return text[:-1]
 
 
+class ScheduleTextCache:
+    """``schedule_json_text`` of ``ScheduleInfo`` objects, by object.
+
+    The facade lists an unchanged schedule as the same ``ScheduleInfo`` object, so a page
+    of unchanged schedules is joined from texts made before. Each entry holds its object,
+    so an id is not reused while it is kept. Used from the event loop only.
+    """
+
+    def __init__(self, size: int = DEFINITIONS_KEPT) -> None:
+        self.size = size
+        self._texts: dict[int, tuple[ScheduleInfo, str]] = {}
+
+    def text(self, info: ScheduleInfo) -> str:
+        found = self._texts.get(id(info))
+        if found is not None and found[0] is info:
+            return found[1]
+        text = schedule_json_text(info)
+        if len(self._texts) >= self.size:
+            self._texts.clear()
+        self._texts[id(info)] = (info, text)
+        return text
+
+
 def _moment_json(moment: datetime | None) -> str:
     return "null" if moment is None else f'"{moment.isoformat()}"'
 
@@ -231,6 +254,7 @@ class ScheduleViews:
     def __init__(self, scheduler: PipelineScheduler, offload: Offload) -> None:
         self.scheduler = scheduler
         self.offload = offload
+        self.texts = ScheduleTextCache()
         self._runs: set[asyncio.Task[RunRecord]] = set()
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -254,7 +278,7 @@ class ScheduleViews:
         infos = await self.offload.quick(schedule_page, self.scheduler, after, limit + 1)
         page = infos[:limit]
         following = next_link(request, "after", page[-1].name) if len(infos) > limit else None
-        return page_of_json("schedules", [schedule_json_text(i) for i in page], following)
+        return page_of_json("schedules", [self.texts.text(i) for i in page], following)
 
     async def create(self, request: web.Request) -> web.Response:
         actor = current_actor()

@@ -50,6 +50,7 @@ from .targets import CallableTarget, PipelineTarget, Target
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+INFOS_KEPT = 50_000
 RESULT_WRITE_WAIT = 5.0
 """Seconds ``arun`` waits for its result row to be committed before answering anyway."""
 _APS_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
@@ -84,6 +85,9 @@ class PipelineScheduler:
         migrate.upgrade(self._db)
         self.store = ScheduleStore(self._db)
         self._listing = ListingCache(self.store)
+        self._infos: dict[str, tuple[Listed, Target | None, LastRun | None, ScheduleInfo]] = {}
+        """The newest ``ScheduleInfo`` of each schedule listed, with what it was made of: an
+        unchanged schedule is listed as the same object (the API keeps its JSON by object)."""
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.ledger = Ledger(self._db, holder=holder)
         self.events = EventBus()
@@ -344,7 +348,16 @@ class PipelineScheduler:
         else:  # not scheduled here, or the engine has yet to take a change just made
             next_run = trigger.next_fire(now) if s.enabled and trigger is not None else None
         target = self._targets.get(s.pipeline)
-        return ScheduleInfo(
+        kept = self._infos.get(s.name)
+        if (
+            kept is not None
+            and kept[0] is item
+            and kept[1] is target
+            and kept[2] == last
+            and kept[3].next_run == next_run
+        ):
+            return kept[3]
+        info = ScheduleInfo(
             name=s.name,
             pipeline=s.pipeline,
             type=s.kind,
@@ -360,6 +373,10 @@ class PipelineScheduler:
             description=target.description if target is not None else "",
             bound=target is not None,
         )
+        if len(self._infos) >= INFOS_KEPT:
+            self._infos.clear()
+        self._infos[s.name] = (item, target, last, info)
+        return info
 
     def get_history(self, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Runs, newest first: of schedule ``name`` (or of the pipeline of that name)."""

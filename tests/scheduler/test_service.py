@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -305,6 +306,30 @@ async def test_upcoming_is_soonest_first_with_last_runs(scheduler: PipelineSched
     assert [i.last_status for i in shown] == [None, "success", None]
     everything, _ = await asyncio.to_thread(scheduler.upcoming, 10)
     assert [i.name for i in everything][-1] == "paused"
+
+
+async def test_an_unchanged_schedule_is_listed_as_the_same_object(
+    scheduler: PipelineScheduler,
+) -> None:
+    """The API keeps each listed schedule's JSON by object: a change must give a new one."""
+    scheduler.register("p", lambda: None)
+    for name in ("a", "b"):
+        scheduler.schedule_interval(name, "p", hours=1)
+    await scheduler.astart()
+
+    def page() -> dict[str, Any]:
+        return {i.name: i for i in scheduler.list_schedules(after=None, limit=10)}
+
+    first = await asyncio.to_thread(page)
+    again = await asyncio.to_thread(page)
+    assert all(again[n] is first[n] for n in first)
+    await scheduler.arun("a")
+    ran = await asyncio.to_thread(page)
+    assert ran["a"] is not first["a"] and ran["a"].last_status == "success"
+    assert ran["b"] is first["b"]
+    await asyncio.to_thread(scheduler.disable, "b")
+    paused = await asyncio.to_thread(page)
+    assert paused["b"] is not first["b"] and paused["b"].enabled is False
 
 
 def test_sync_script_runs_scheduler_in_a_background_thread(
