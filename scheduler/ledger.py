@@ -768,7 +768,7 @@ class Ledger:
         filters = _Filters(schedule, pipeline, status, since, before_run_id)
         return self._read(
             "read run history",
-            lambda conn: [_record(row) for row in conn.execute(filters.query(runs, limit))],
+            lambda conn: [_record(row) for row in conn.execute(filters.query(conn, runs, limit))],
         )
 
     def history_keys(
@@ -786,7 +786,7 @@ class Ledger:
         keys = select(runs.c.run_id, runs.c.status)
         return self._read(
             "read run history",
-            lambda conn: [(r, s) for r, s in conn.execute(filters.query(keys, limit))],
+            lambda conn: [(r, s) for r, s in conn.execute(filters.query(conn, keys, limit))],
         )
 
     def get_many(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
@@ -1077,7 +1077,7 @@ class _Filters:
     since: datetime | None
     before_run_id: str | None
 
-    def query(self, base: Any, limit: int) -> Select[Any]:
+    def query(self, conn: Connection, base: Any, limit: int) -> Select[Any]:
         """``base`` (the table or a select of its columns) filtered, newest first."""
         conditions: list[Any] = []
         for column, value in (
@@ -1090,7 +1090,7 @@ class _Filters:
         if self.since is not None:
             conditions.append(runs.c.started_at >= _aware(self.since))
         if self.before_run_id is not None:
-            conditions.append(_before(self.before_run_id))
+            conditions.append(_before(conn, self.before_run_id))
         query = base if isinstance(base, Select) else select(base)
         return _newest_first(query.where(*conditions)).limit(limit)
 
@@ -1136,11 +1136,10 @@ def _at_or_before(started_at: datetime, run_id: str) -> Any:
     )
 
 
-def _before(run_id: str) -> Any:
-    """Rows after run ``run_id`` in newest-first order; none for an unknown run (its time
-    is NULL, so every comparison is). The outer ``<=`` keeps it an index range scan."""
-    cursor = runs.alias("cursor")
-    started_at = select(cursor.c.started_at).where(cursor.c.run_id == run_id).scalar_subquery()
+def _before(conn: Connection, run_id: str) -> Any:
+    started_at = conn.scalar(select(runs.c.started_at).where(runs.c.run_id == run_id))
+    if started_at is None:
+        return runs.c.run_id.is_(None)  # unknown run: nothing comes before it
     return and_(
         runs.c.started_at <= started_at,
         or_(runs.c.started_at < started_at, runs.c.run_id < run_id),
