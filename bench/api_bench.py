@@ -3,8 +3,10 @@
     PYTHONPATH=. python bench/api_bench.py [--repeat 3] [--duration 10] [--concurrency 16]
         [--rate 500] [--schedules 10000] [--rows 1000000] [--db PATH] [--only TEXT] [--profile]
 
-A SQLite file (temporary, or ``--db``: seeded if it does not exist, reused if it does)
-gets ``--schedules`` cron schedules (daily, so they do not fire during the run) through
+A SQLite file (temporary, or ``--db``: seeded if it does not exist, reused if it does;
+each server start records the ticks it missed while down, so a reused file grows by
+about 100 rows per second between runs: re-seed before figures you compare) gets
+``--schedules`` cron schedules (daily, so they do not fire during the run) through
 ``PipelineScheduler.add_schedules`` and ``--rows`` history rows bulk-inserted with
 SQLAlchemy Core into ``runs``. Each repeat starts a fresh server process set up as
 ``pipebot serve`` does it (API started before the scheduler, one event loop, a 32-thread
