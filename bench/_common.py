@@ -7,7 +7,9 @@ import math
 import resource
 import statistics
 import time
+import uuid
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 
 
 def median(values: Iterable[float | None]) -> float | None:
@@ -77,3 +79,48 @@ class StallMonitor:
             now = time.perf_counter()
             self.longest = max(self.longest, now - last - self.tick)
             last = now
+
+
+HISTORY_CHUNK = 20_000
+_STATUSES = ["success"] * 90 + ["failed"] * 7 + ["skipped"] * 3
+
+
+def seed_history(url: str, schedules: int, rows: int, pipelines: Sequence[str]) -> None:
+    """``rows`` finished runs, one a second, the newest five minutes ago, round-robin over
+    schedules ``job-00000``... and ``pipelines``; run ids are fixed (``run_id_of``)."""
+    from sqlalchemy import insert
+
+    from pipelines.db import get_engine
+    from scheduler.tables import runs
+
+    newest = datetime.now(UTC) - timedelta(minutes=5)
+    with get_engine(url).begin() as conn:
+        for start in range(0, rows, HISTORY_CHUNK):
+            batch = []
+            for n in range(start, min(start + HISTORY_CHUNK, rows)):
+                at = newest - timedelta(seconds=rows - n)
+                status = _STATUSES[n % len(_STATUSES)]
+                batch.append(
+                    {
+                        "run_id": run_id_of(n),
+                        "schedule": f"job-{n % schedules:05d}",
+                        "pipeline": pipelines[n % len(pipelines)],
+                        "trigger": "schedule",
+                        "status": status,
+                        "scheduled_for": at,
+                        "started_at": at,
+                        "finished_at": at + timedelta(milliseconds=250),
+                        "requested_by": None,
+                        "error": "RuntimeError: upstream 503" if status == "failed" else None,
+                        "items": "[12]",
+                        "stages": None,
+                        "holder": "bench",
+                        "fence": None,
+                    }
+                )
+            conn.execute(insert(runs), batch)
+
+
+def run_id_of(n: int) -> str:
+    """The id ``seed_history`` gives its ``n``-th row (0: the oldest)."""
+    return uuid.UUID(int=n + 1, version=4).hex

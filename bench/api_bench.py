@@ -53,8 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp  # noqa: E402
-from _common import median, percentile  # noqa: E402
-from sqlalchemy import func, insert, select  # noqa: E402
+from _common import median, percentile, run_id_of, seed_history  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
 from api.app import start_api, stop_api  # noqa: E402
 from api.runs import RunJsonCache  # noqa: E402
@@ -71,7 +71,6 @@ from scheduler.tables import runs  # noqa: E402
 TOKEN = "bench-" + uuid.uuid4().hex
 TICKERS = 100
 PIPELINES = [f"pipe-{i:02d}" for i in range(20)]
-CHUNK = 20_000
 WARM_UP = 1.0
 PACED_CONNECTIONS = 64
 WORKER_THREADS = 32
@@ -134,34 +133,7 @@ def seed(db: Path, schedules: int, rows: int) -> dict[str, float]:
     ]
     scheduler.add_schedules(defs + ticks)
     after_schedules = time.perf_counter()
-    engine = get_engine(scheduler.settings.database_url)
-    newest = datetime.now(UTC) - timedelta(minutes=5)
-    statuses = ["success"] * 90 + ["failed"] * 7 + ["skipped"] * 3
-    with engine.begin() as conn:
-        for start in range(0, rows, CHUNK):
-            batch = []
-            for n in range(start, min(start + CHUNK, rows)):
-                at = newest - timedelta(seconds=rows - n)
-                status = statuses[n % len(statuses)]
-                batch.append(
-                    {
-                        "run_id": uuid.UUID(int=n + 1, version=4).hex,
-                        "schedule": f"job-{n % schedules:05d}",
-                        "pipeline": PIPELINES[n % len(PIPELINES)],
-                        "trigger": "schedule",
-                        "status": status,
-                        "scheduled_for": at,
-                        "started_at": at,
-                        "finished_at": at + timedelta(milliseconds=250),
-                        "requested_by": None,
-                        "error": "RuntimeError: upstream 503" if status == "failed" else None,
-                        "items": "[12]",
-                        "stages": None,
-                        "holder": "bench",
-                        "fence": None,
-                    }
-                )
-            conn.execute(insert(runs), batch)
+    seed_history(scheduler.settings.database_url, schedules, rows, PIPELINES)
     return {
         "schedules_s": after_schedules - started,
         "rows_s": time.perf_counter() - after_schedules,
@@ -170,7 +142,7 @@ def seed(db: Path, schedules: int, rows: int) -> dict[str, float]:
 
 def deep_run_id(db: Path, rows: int) -> str:
     """The id of a run about half-way down the history (for a cursor page)."""
-    return uuid.UUID(int=rows // 2 + 1, version=4).hex
+    return run_id_of(rows // 2)
 
 
 def fires_between(db: Path, since: datetime, until: datetime) -> int:

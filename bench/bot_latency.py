@@ -38,9 +38,7 @@ import pstats
 import sys
 import tempfile
 import time
-import uuid
 import warnings
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,25 +52,22 @@ with warnings.catch_warnings():  # discord.py 2.x imports audioop, deprecated in
     import discord.http
 
 import yarl  # noqa: E402
-from _common import median, percentile  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
+from _common import median, percentile, seed_history  # noqa: E402
 
 from bot.app import PipeBot  # noqa: E402
 from bot.settings import BotSettings  # noqa: E402
-from pipelines.db import dispose_engine, get_engine  # noqa: E402
+from pipelines.db import dispose_engine  # noqa: E402
 from pipelines.pipeline import Pipeline, StageSpec  # noqa: E402
 from pipelines.sinks.discord import DiscordSink  # noqa: E402
 from pipelines.transforms.sources import StaticItems  # noqa: E402
 from scheduler.schedules import make_schedule  # noqa: E402
 from scheduler.service import PipelineScheduler  # noqa: E402
 from scheduler.settings import SchedulerSettings  # noqa: E402
-from scheduler.tables import runs  # noqa: E402
 from tests.fakediscord import FakeDiscord, InteractionHandle, running  # noqa: E402
 
 CALLBACK = "/interactions/{interaction_id}/{token}/callback"
 ORIGINAL = "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"
 MANAGE_GUILD = 1 << 5
-CHUNK = 20_000
 
 
 def point_discord_at(fake: FakeDiscord) -> None:
@@ -119,37 +114,6 @@ async def press(fake: FakeDiscord, message: dict[str, Any], label: str) -> float
     await handle.response(timeout=60)
     answered = next(r for r in handle.callbacks if r.status)
     return answered.at - handle.record.created_at
-
-
-def seed_history(url: str, schedules: int, rows: int) -> None:
-    """``rows`` finished runs, newest five minutes ago, round-robin over the schedules."""
-    newest = datetime.now(UTC) - timedelta(minutes=5)
-    statuses = ["success"] * 90 + ["failed"] * 7 + ["skipped"] * 3
-    with get_engine(url).begin() as conn:
-        for start in range(0, rows, CHUNK):
-            batch = []
-            for n in range(start, min(start + CHUNK, rows)):
-                at = newest - timedelta(seconds=rows - n)
-                status = statuses[n % len(statuses)]
-                batch.append(
-                    {
-                        "run_id": uuid.UUID(int=n + 1, version=4).hex,
-                        "schedule": f"job-{n % schedules:05d}",
-                        "pipeline": "news",
-                        "trigger": "schedule",
-                        "status": status,
-                        "scheduled_for": at,
-                        "started_at": at,
-                        "finished_at": at + timedelta(milliseconds=250),
-                        "requested_by": None,
-                        "error": "RuntimeError: upstream 503" if status == "failed" else None,
-                        "items": "[2]",
-                        "stages": None,
-                        "holder": "bench",
-                        "fence": None,
-                    }
-                )
-            conn.execute(insert(runs), batch)
 
 
 async def bench_commands(
@@ -254,7 +218,7 @@ async def main(args: argparse.Namespace) -> None:
             ]
         )
         if args.history and args.schedules:
-            seed_history(url, args.schedules, args.history)
+            seed_history(url, args.schedules, args.history, ["news"])
         fake = FakeDiscord()
         await fake.start()
         point_discord_at(fake)
