@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Unpack
 
 from sqlalchemy import (
     Connection,
@@ -77,7 +77,7 @@ from pipelines.db import redact_url
 
 from .errors import StoreError
 from .last_run_cache import LastRunCache
-from .models import FAILURE_STATUSES, FINAL_STATUSES, LastRun, RunRecord
+from .models import FAILURE_STATUSES, FINAL_STATUSES, LastRun, RunFilters, RunRecord
 from .tables import UTCDateTime, meta, runs, schedules
 
 logger = logging.getLogger(__name__)
@@ -754,39 +754,21 @@ class Ledger:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {action} ({self.where}): {_describe(exc)}") from exc
 
-    def history(
-        self,
-        *,
-        schedule: str | None = None,
-        pipeline: str | None = None,
-        status: str | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-        before_run_id: str | None = None,
-    ) -> list[RunRecord]:
-        """Runs, newest first; ``before_run_id`` pages on from that run."""
-        filters = _Filters(schedule, pipeline, status, since, before_run_id)
+    def history(self, *, limit: int = 50, **filters: Unpack[RunFilters]) -> list[RunRecord]:
+        """Runs matching every filter given, newest first; ``before`` (a run id) pages on."""
         return self._read(
             "read run history",
-            lambda conn: [_record(row) for row in conn.execute(filters.query(conn, runs, limit))],
+            lambda conn: [_record(r) for r in conn.execute(_filtered(conn, runs, limit, filters))],
         )
 
     def history_keys(
-        self,
-        *,
-        schedule: str | None = None,
-        pipeline: str | None = None,
-        status: str | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-        before_run_id: str | None = None,
+        self, *, limit: int = 50, **filters: Unpack[RunFilters]
     ) -> list[tuple[str, str]]:
         """``history`` as (run id, status) pairs: for callers that keep finished runs."""
-        filters = _Filters(schedule, pipeline, status, since, before_run_id)
         keys = select(runs.c.run_id, runs.c.status)
         return self._read(
             "read run history",
-            lambda conn: [(r, s) for r, s in conn.execute(filters.query(conn, keys, limit))],
+            lambda conn: [(r, s) for r, s in conn.execute(_filtered(conn, keys, limit, filters))],
         )
 
     def get_many(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
@@ -1067,32 +1049,25 @@ def _outcome(op: _Waiter, new: set[str]) -> _Outcome:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Filters:
-    """The filters of a history read."""
-
-    schedule: str | None
-    pipeline: str | None
-    status: str | None
-    since: datetime | None
-    before_run_id: str | None
-
-    def query(self, conn: Connection, base: Any, limit: int) -> Select[Any]:
-        """``base`` (the table or a select of its columns) filtered, newest first."""
-        conditions: list[Any] = []
-        for column, value in (
-            (runs.c.schedule, self.schedule),
-            (runs.c.pipeline, self.pipeline),
-            (runs.c.status, self.status),
-        ):
-            if value is not None:
-                conditions.append(column == value)
-        if self.since is not None:
-            conditions.append(runs.c.started_at >= _aware(self.since))
-        if self.before_run_id is not None:
-            conditions.append(_before(conn, self.before_run_id))
-        query = base if isinstance(base, Select) else select(base)
-        return _newest_first(query.where(*conditions)).limit(limit)
+def _filtered(conn: Connection, base: Any, limit: int, filters: RunFilters) -> Select[Any]:
+    """``base`` (the table or a select of its columns) filtered, newest first."""
+    conditions: list[Any] = []
+    for column, key in (
+        (runs.c.schedule, "schedule"),
+        (runs.c.pipeline, "pipeline"),
+        (runs.c.status, "status"),
+    ):
+        value = filters.get(key)
+        if value is not None:
+            conditions.append(column == value)
+    since = filters.get("since")
+    if since is not None:
+        conditions.append(runs.c.started_at >= _aware(since))
+    before = filters.get("before")
+    if before is not None:
+        conditions.append(_before(conn, before))
+    query = base if isinstance(base, Select) else select(base)
+    return _newest_first(query.where(*conditions)).limit(limit)
 
 
 def _newest_first(query: Select[Any]) -> Select[Any]:

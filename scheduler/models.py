@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
-from typing import Any, Literal, NamedTuple, Protocol, get_args
+from typing import Any, Literal, NamedTuple, Protocol, TypedDict, get_args
 
 Owner = Literal["yaml", "chat", "api", "code", "cli"]
 Overlap = Literal["skip", "buffer_one", "cancel_other", "allow"]
@@ -115,6 +115,18 @@ class ScheduleInfo:
             value = data[key]
             data[key] = value.isoformat() if value is not None else None
         return data
+
+
+class RunFilters(TypedDict, total=False):
+    """Filters of a run history read; every one given must match (None: not filtered)."""
+
+    schedule: str | None
+    pipeline: str | None
+    status: str | None
+    since: datetime | None
+    """Started at or after this moment."""
+    before: str | None
+    """A run id: only runs after it in newest-first order (the next page)."""
 
 
 class LastRun(NamedTuple):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from pipelines.db import get_engine, redact_url
 from pipelines.pipeline import Pipeline
@@ -41,7 +41,7 @@ from .events import EVENT_ALL, EVENT_JOB_ADDED, EVENT_JOB_REMOVED, EventBus, Job
 from .executors.celery_settings import CelerySettings
 from .ledger import Ledger
 from .listing import Listed, ListingCache, listed
-from .models import LastRun, Owner, Policies, RunRecord, ScheduleDef, ScheduleInfo
+from .models import LastRun, Owner, Policies, RunFilters, RunRecord, ScheduleDef, ScheduleInfo
 from .runtime import Runtime
 from .schedules import build_trigger, interval_seconds, make_schedule
 from .settings import SchedulerSettings
@@ -390,45 +390,13 @@ class PipelineScheduler:
             pipeline=name, limit=limit
         )
 
-    def get_runs(
-        self,
-        *,
-        schedule: str | None = None,
-        pipeline: str | None = None,
-        status: str | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-        before: str | None = None,
-    ) -> list[RunRecord]:
+    def get_runs(self, *, limit: int = 50, **filters: Unpack[RunFilters]) -> list[RunRecord]:
         """Runs matching every filter given, newest first; ``before`` (a run id) pages on."""
-        return self.ledger.history(
-            schedule=schedule,
-            pipeline=pipeline,
-            status=status,
-            since=since,
-            limit=limit,
-            before_run_id=before,
-        )
+        return self.ledger.history(limit=limit, **filters)
 
-    def run_keys(
-        self,
-        *,
-        schedule: str | None = None,
-        pipeline: str | None = None,
-        status: str | None = None,
-        since: datetime | None = None,
-        limit: int = 50,
-        before: str | None = None,
-    ) -> list[tuple[str, str]]:
+    def run_keys(self, *, limit: int = 50, **filters: Unpack[RunFilters]) -> list[tuple[str, str]]:
         """``get_runs`` as (run id, status) pairs, for callers that keep finished runs."""
-        return self.ledger.history_keys(
-            schedule=schedule,
-            pipeline=pipeline,
-            status=status,
-            since=since,
-            limit=limit,
-            before_run_id=before,
-        )
+        return self.ledger.history_keys(limit=limit, **filters)
 
     def runs_by_id(self, run_ids: list[str]) -> dict[str, RunRecord]:
         """The runs of ``run_ids`` that exist, by id."""

@@ -247,9 +247,9 @@ async def test_history_filters_and_pages(ledger: Ledger, engine: Engine) -> None
     await ledger.flush()
     assert [r.run_id for r in ledger.history(schedule="s")] == ids[::-1]
     page1 = ledger.history(schedule="s", limit=3)
-    page2 = ledger.history(schedule="s", limit=3, before_run_id=page1[-1].run_id)
+    page2 = ledger.history(schedule="s", limit=3, before=page1[-1].run_id)
     assert [r.run_id for r in page1 + page2] == ids[::-1][:6]
-    assert ledger.history(before_run_id="nope") == []
+    assert ledger.history(before="nope") == []
     assert [r.run_id for r in ledger.history(status="success")] == [ids[0]]
     assert len(ledger.history(since=instant(5), schedule="s")) == 2
     assert [r.pipeline for r in ledger.history(pipeline="other")] == ["other"]
