@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, Unpack
 
@@ -59,16 +58,13 @@ _APS_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
-def _soonest_first(info: ScheduleInfo) -> tuple[int, datetime, str]:
-    if not info.enabled:
-        return (2, _NEVER, info.name)
-    if info.next_run is None:
-        return (1, _NEVER, info.name)
-    return (0, info.next_run, info.name)
-
-
-def _with_last(info: ScheduleInfo, last: LastRun | None) -> ScheduleInfo:
-    return info if last is None else replace(info, last_run=last.at, last_status=last.status)
+def _soonest_first(timed: tuple[datetime | None, Listed]) -> tuple[int, datetime, str]:
+    next_run, item = timed
+    if not item.schedule.enabled:
+        return (2, _NEVER, item.schedule.name)
+    if next_run is None:
+        return (1, _NEVER, item.schedule.name)
+    return (0, next_run, item.schedule.name)
 
 
 class PipelineScheduler:
@@ -322,10 +318,12 @@ class PipelineScheduler:
         schedules returned.
         """
         now = datetime.now(UTC)
-        infos = [self._info(item, None, now) for item in self._listing.page(None, None)]
-        chosen = sorted(infos, key=_soonest_first)[:limit]
-        last = self.ledger.last_runs([info.name for info in chosen])
-        return [_with_last(info, last.get(info.name)) for info in chosen], len(infos)
+        page = self._listing.page(None, None)
+        chosen = sorted(((self._next_run(item, now), item) for item in page), key=_soonest_first)
+        names = [item.schedule.name for _, item in chosen[:limit]]
+        last = self.ledger.last_runs(names)
+        infos = [self._info(item, last.get(item.schedule.name), now) for _, item in chosen[:limit]]
+        return infos, len(page)
 
     def get_schedule(self, name: str) -> ScheduleInfo:
         schedule = self.store.get(name)
@@ -340,13 +338,17 @@ class PipelineScheduler:
         )
         return self._info(listed(schedule), last, datetime.now(UTC))
 
-    def _info(self, item: Listed, last: LastRun | None, now: datetime) -> ScheduleInfo:
+    def _next_run(self, item: Listed, now: datetime) -> datetime | None:
         s, trigger = item.schedule, item.trigger
         runtime = self._runtime
         if runtime is not None and runtime.engine.running and runtime.engine.has(s.name):
-            next_run = runtime.engine.next_run(s.name)
-        else:  # not scheduled here, or the engine has yet to take a change just made
-            next_run = trigger.next_fire(now) if s.enabled and trigger is not None else None
+            return runtime.engine.next_run(s.name)
+        # not scheduled here, or the engine has yet to take a change just made
+        return trigger.next_fire(now) if s.enabled and trigger is not None else None
+
+    def _info(self, item: Listed, last: LastRun | None, now: datetime) -> ScheduleInfo:
+        s = item.schedule
+        next_run = self._next_run(item, now)
         target = self._targets.get(s.pipeline)
         kept = self._infos.get(s.name)
         if (
